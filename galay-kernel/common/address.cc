@@ -1,0 +1,101 @@
+#include "galay-kernel/common/address.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace galay {
+
+SocketAddress::SocketAddress() noexcept : len_(0) { std::memset(&storage_, 0, sizeof(storage_)); }
+
+Expected<SocketAddress> SocketAddress::parse(std::string_view host, std::uint16_t port) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  // inet_pton needs a NUL-terminated string; the longest literal is an IPv6 one (45 chars).
+  char text[INET6_ADDRSTRLEN + 1];
+  if (host.empty() || host.size() >= sizeof(text)) return make_error(Error::invalid_address);
+  std::memcpy(text, host.data(), host.size());
+  text[host.size()] = '\0';
+
+  SocketAddress out;
+  if (host.find(':') == std::string_view::npos) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&out.storage_);
+    if (inet_pton(AF_INET, text, &sin->sin_addr) != 1) return make_error(Error::invalid_address);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    out.len_ = sizeof(sockaddr_in);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out.storage_);
+    if (inet_pton(AF_INET6, text, &sin6->sin6_addr) != 1) return make_error(Error::invalid_address);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    out.len_ = sizeof(sockaddr_in6);
+  }
+  return out;
+}
+
+Expected<SocketAddress> SocketAddress::parse(std::string_view text) {
+  std::string_view host, port_text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return make_error(Error::invalid_address);
+    host = text.substr(0, close + 1);
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    // A bare IPv6 literal has several colons and no brackets: the port would be ambiguous.
+    if (colon == std::string_view::npos || text.find(':') != colon) return make_error(Error::invalid_address);
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
+    return make_error(Error::invalid_address);
+  return parse(host, static_cast<std::uint16_t>(port));
+}
+
+SocketAddress SocketAddress::loopback(std::uint16_t port, AddressFamily family) noexcept {
+  return *parse(family == AddressFamily::ipv4 ? "127.0.0.1" : "::1", port);
+}
+
+SocketAddress SocketAddress::any(std::uint16_t port, AddressFamily family) noexcept {
+  return *parse(family == AddressFamily::ipv4 ? "0.0.0.0" : "::", port);
+}
+
+Expected<SocketAddress> SocketAddress::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  if (sa == nullptr) return make_error(Error::invalid_address);
+  if (!((sa->sa_family == AF_INET && len >= socklen_t(sizeof(sockaddr_in))) ||
+        (sa->sa_family == AF_INET6 && len >= socklen_t(sizeof(sockaddr_in6)))))
+    return make_error(Error::invalid_address);
+  SocketAddress out;
+  std::memcpy(&out.storage_, sa, len);
+  out.len_ = len;
+  return out;
+}
+
+AddressFamily SocketAddress::family() const noexcept {
+  return storage_.ss_family == AF_INET6 ? AddressFamily::ipv6 : AddressFamily::ipv4;
+}
+
+std::uint16_t SocketAddress::port() const noexcept {
+  if (storage_.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+}
+
+std::string SocketAddress::to_string() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (storage_.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text, sizeof(text));
+    return "[" + std::string(text) + "]:" + std::to_string(port());
+  }
+  inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text, sizeof(text));
+  return std::string(text) + ":" + std::to_string(port());
+}
+
+bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept {
+  return a.len_ == b.len_ && std::memcmp(&a.storage_, &b.storage_, a.len_) == 0;
+}
+
+}  // namespace galay

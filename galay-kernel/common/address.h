@@ -1,0 +1,56 @@
+#pragma once
+/// @file address.h
+/// SocketAddress: an IPv4 or IPv6 address plus port, parsed from literals only (no DNS:
+/// a resolver would block the event loop). Malformed input is an error value.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "galay-kernel/common/error.h"
+#include "galay-kernel/common/expected.h"
+
+namespace galay {
+
+/// Address family of a socket.
+enum class AddressFamily { ipv4 = AF_INET, ipv6 = AF_INET6 };
+
+/// An IPv4/IPv6 socket address (sockaddr_storage underneath).
+class SocketAddress {
+ public:
+  SocketAddress() noexcept;
+
+  /// Parse a literal host ("127.0.0.1", "::1", "[::1]") and a port.
+  static Expected<SocketAddress> parse(std::string_view host, std::uint16_t port);
+  /// Parse "host:port", "[v6]:port". Ports must be 0..65535 with no trailing garbage.
+  static Expected<SocketAddress> parse(std::string_view host_and_port);
+  /// 127.0.0.1:port or [::1]:port.
+  static SocketAddress loopback(std::uint16_t port, AddressFamily family = AddressFamily::ipv4) noexcept;
+  /// 0.0.0.0:port or [::]:port.
+  static SocketAddress any(std::uint16_t port, AddressFamily family = AddressFamily::ipv4) noexcept;
+  /// Wrap a kernel-provided address (accept, getsockname). Returns an error for non-IP families.
+  static Expected<SocketAddress> from_sockaddr(const sockaddr* sa, socklen_t len);
+
+  AddressFamily family() const noexcept;
+  std::uint16_t port() const noexcept;
+  /// "1.2.3.4:80" or "[::1]:80".
+  std::string to_string() const;
+
+  const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+  sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
+  socklen_t size() const noexcept { return len_; }
+  /// Capacity for the kernel to fill in (accept, recvfrom).
+  static constexpr socklen_t capacity() noexcept { return sizeof(sockaddr_storage); }
+  void set_size(socklen_t len) noexcept { len_ = len; }
+
+  friend bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
+
+ private:
+  sockaddr_storage storage_;
+  socklen_t len_;
+};
+
+}  // namespace galay

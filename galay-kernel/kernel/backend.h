@@ -1,0 +1,82 @@
+#pragma once
+/// @file backend.h
+/// The small interface every I/O backend implements (epoll, io_uring, kqueue). The
+/// Scheduler owns one backend and drives it; all per-operation knowledge lives inside the
+/// backend's start() for each OpCode. Backends are single-threaded except wake().
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/io_op.h"
+
+namespace galay {
+
+/// Which backend a scheduler runs on.
+enum class BackendKind { automatic, epoll, io_uring, kqueue };
+
+/// "epoll", "io_uring", "kqueue", "auto".
+std::string_view to_string(BackendKind kind) noexcept;
+/// Parse the names above; nullopt for anything else.
+std::optional<BackendKind> parse_backend_kind(std::string_view name) noexcept;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual BackendKind kind() const noexcept = 0;
+  /// A one-line description of how the backend was set up (flags, features).
+  virtual std::string describe() const = 0;
+
+  /// Start `op`. Returns true if it is now pending: the backend will finish it later through
+  /// Scheduler::complete(). Returns false if it finished synchronously with op.result set.
+  virtual bool start(IoOp& op) noexcept = 0;
+
+  /// Ask a pending op to finish early (op.cancel_reason is set). It still completes through
+  /// Scheduler::complete(), and only once the kernel no longer uses its buffers.
+  virtual void cancel(IoOp& op) noexcept = 0;
+
+  /// The awaitable holding a pending op is being destroyed (scheduler shutdown). On return
+  /// the backend and the kernel hold no reference to `op` or its buffers.
+  virtual void abandon(IoOp& op) noexcept = 0;
+
+  /// Close `fd` now (destructors). Ops pending on it complete with operation_canceled.
+  virtual void close_fd(int fd) noexcept = 0;
+
+  /// Wait up to `timeout` (nullopt: no limit; zero: don't block) for completions and
+  /// deliver them. Returns early when wake() is called.
+  virtual void poll(std::optional<std::chrono::nanoseconds> timeout) = 0;
+
+  /// Interrupt poll() from any thread.
+  virtual void wake() noexcept = 0;
+
+  /// Cancel every pending op and wait until the kernel has released all of them.
+  virtual void cancel_all_and_drain() noexcept = 0;
+
+  /// Number of ops the backend currently holds.
+  virtual std::size_t pending_ops() const noexcept = 0;
+};
+
+class Scheduler;
+
+/// How a backend is built; registered per kind so optional backends (the kqueue emulation
+/// in tests) can plug in without the core knowing about them.
+struct BackendFactory {
+  /// Empty string if the backend can run here, otherwise the reason it cannot.
+  std::string (*probe)() = nullptr;
+  Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler) = nullptr;
+};
+
+/// Register (or replace) the factory for `kind`. Call before creating schedulers.
+void register_backend(BackendKind kind, BackendFactory factory);
+/// The factory for `kind`, or nullptr if this build has none.
+const BackendFactory* find_backend(BackendKind kind) noexcept;
+
+/// Why `kind` can't run here ("" if it can, "not built" if this build lacks it).
+std::string backend_unavailable_reason(BackendKind kind);
+
+}  // namespace galay

@@ -1,0 +1,163 @@
+#pragma once
+/// @file io_op.h
+/// IoOp: the one description of an I/O operation that every backend consumes. It lives
+/// inside an awaitable in the coroutine frame, so starting an operation allocates nothing;
+/// backends keep a pointer to it (epoll's waiter list, io_uring's user_data) until they
+/// complete it through Scheduler::complete(). The per-backend difference is the backend's
+/// `start()` for each OpCode; this file is backend-neutral.
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <system_error>
+
+#include "galay-kernel/common/error.h"
+#include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/cancel.h"
+#include "galay-kernel/kernel/timer_queue.h"
+
+namespace galay {
+
+class Scheduler;
+
+/// A relative deadline for one operation; default-constructed means "no timeout".
+struct Timeout {
+  std::chrono::nanoseconds value = std::chrono::nanoseconds::max();
+  constexpr Timeout() noexcept = default;
+  template <class Rep, class Period>
+  constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
+      : value(std::chrono::duration_cast<std::chrono::nanoseconds>(d)) {}
+  constexpr bool enabled() const noexcept { return value != std::chrono::nanoseconds::max(); }
+};
+
+/// What an IoOp does. Each backend maps every code to its own mechanism.
+enum class OpCode : std::uint8_t {
+  accept,      ///< fd: listener; addr/addrlen: peer out; result: new fd (non-blocking, cloexec)
+  connect,     ///< addr/addrlen: peer in; result: 0
+  recv,        ///< buf/len; result: bytes (0 = EOF)
+  send,        ///< buf/len; result: bytes sent (may be partial unless OpFlag::all)
+  readv,       ///< iov/iovcnt; result: bytes
+  writev,      ///< iov/iovcnt; result: bytes (never raises SIGPIPE)
+  close,       ///< cancel everything pending on fd, then close it; result: 0
+  poll_read,   ///< wait until fd is readable; result: 0
+  poll_write,  ///< wait until fd is writable; result: 0
+  read_at,     ///< file: buf/len at offset; result: bytes (short at EOF)
+  write_at,    ///< file: buf/len at offset
+  readv_at,    ///< file: iov/iovcnt at offset
+  writev_at,   ///< file: iov/iovcnt at offset
+  fsync,       ///< file: flush data and metadata
+  fdatasync,   ///< file: flush data
+  fallocate,   ///< file: aux = mode, offset, len
+};
+
+/// Modifiers for an IoOp.
+enum OpFlag : std::uint8_t {
+  op_all = 1u << 0,          ///< send/write: keep going until all `len` bytes are out (done_bytes tracks progress)
+  op_stream = 1u << 1,       ///< the fd is a byte stream: a short read/write means the kernel buffer is drained/full
+  op_direct_file = 1u << 2,  ///< the file was opened O_DIRECT (libaio can do it asynchronously)
+};
+
+enum class OpState : std::uint8_t { idle, pending, done };
+
+/// Result value used when an operation was started with no scheduler on the thread.
+inline constexpr std::int64_t kNoSchedulerResult = -(std::int64_t{1} << 40);
+
+/// One in-flight (or finished) I/O operation. Not movable: backends hold its address.
+class IoOp final : public Cancellable {
+ public:
+  IoOp(OpCode c, int f) noexcept : code(c), fd(f) {}
+  /// Moving is allowed only before the op starts (awaitables are returned by value);
+  /// once begin() has run, backends hold its address.
+  IoOp(IoOp&& o) noexcept;
+  IoOp& operator=(IoOp&&) = delete;
+  IoOp(const IoOp&) = delete;
+  IoOp& operator=(const IoOp&) = delete;
+  ~IoOp();
+
+  /// Start the operation for coroutine `h` (from an awaitable's await_suspend).
+  /// Returns true if `h` must stay suspended; false if the result is already available.
+  bool begin(std::coroutine_handle<> h, CancelScope* scope, Timeout timeout) noexcept;
+
+  /// Cancellable: ask the backend to finish the operation early with `reason`.
+  void cancel(std::errc reason) noexcept override;
+
+  /// The result as an error_code (only meaningful when result < 0).
+  std::error_code error() const noexcept {
+    if (result == kNoSchedulerResult) return make_error_code(Error::not_bound_to_scheduler);
+    return errno_code(static_cast<int>(-result));
+  }
+  Expected<std::size_t> size_result() const noexcept {
+    if (result < 0) return Unexpected(error());
+    return static_cast<std::size_t>(result);
+  }
+  Expected<void> void_result() const noexcept {
+    if (result < 0) return Unexpected(error());
+    return {};
+  }
+
+  // ---- description (set by the awaitable) ----
+  OpCode code;
+  std::uint8_t flags = 0;
+  OpState state = OpState::idle;
+  int fd;
+  int aux = 0;                  // fallocate mode
+  void* buf = nullptr;
+  std::size_t len = 0;
+  const iovec* iov = nullptr;
+  int iovcnt = 0;
+  sockaddr* addr = nullptr;     // accept: filled in; connect: read
+  socklen_t addrlen = 0;        // accept: capacity in, length out; connect: length
+  std::uint64_t offset = 0;
+
+  // ---- progress and result ----
+  std::size_t done_bytes = 0;   // op_all: bytes already transferred
+  std::int64_t result = 0;      // >= 0 value, < 0 -errno
+  std::errc cancel_reason{};    // non-zero once cancellation was requested
+
+  // ---- plumbing ----
+  Scheduler* sched = nullptr;
+  std::coroutine_handle<> waiter;
+  CancelScope* scope = nullptr;
+  TimerNode timer;
+  IoOp* prev = nullptr;          // backend-owned intrusive links (epoll waiter lists)
+  IoOp* next = nullptr;
+  std::uint32_t backend_word = 0;  // backend-owned scratch (io_uring phase, kqueue filter, ...)
+};
+
+/// Base of every socket/file awaitable: holds the IoOp and the timeout.
+class IoAwaitable {
+ public:
+  IoAwaitable(OpCode code, int fd, Timeout timeout = {}) noexcept : op_(code, fd), timeout_(timeout) {}
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    return op_.begin(h, detail::scope_of(h.promise()), timeout_);
+  }
+
+ protected:
+  IoOp op_;
+  Timeout timeout_;
+};
+
+/// Awaitable whose result is a byte count (recv, send, readv, ...).
+class SizeAwaitable : public IoAwaitable {
+ public:
+  using IoAwaitable::IoAwaitable;
+  Expected<std::size_t> await_resume() const noexcept { return op_.size_result(); }
+  IoOp& op() noexcept { return op_; }
+};
+
+/// Awaitable with no value (connect, close, fsync, ...).
+class VoidAwaitable : public IoAwaitable {
+ public:
+  using IoAwaitable::IoAwaitable;
+  Expected<void> await_resume() const noexcept { return op_.void_result(); }
+  IoOp& op() noexcept { return op_; }
+};
+
+}  // namespace galay

@@ -1,0 +1,381 @@
+#include "galay-kernel/kernel/scheduler.h"
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <array>
+#include <cassert>
+#include <cstddef>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "galay-kernel/kernel/builtin_backends.h"
+
+namespace galay {
+
+namespace {
+thread_local Scheduler* tls_current = nullptr;
+
+// ---- backend registry ----
+struct Registry {
+  std::mutex mutex;
+  std::array<BackendFactory, 4> factories{};
+  Registry() { register_builtin_backends([this](BackendKind k, BackendFactory f) { factories[size_t(k)] = f; }); }
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+}  // namespace
+
+std::string_view to_string(BackendKind kind) noexcept {
+  switch (kind) {
+    case BackendKind::automatic: return "auto";
+    case BackendKind::epoll: return "epoll";
+    case BackendKind::io_uring: return "io_uring";
+    case BackendKind::kqueue: return "kqueue";
+  }
+  return "?";
+}
+
+std::optional<BackendKind> parse_backend_kind(std::string_view name) noexcept {
+  if (name == "auto" || name == "automatic") return BackendKind::automatic;
+  if (name == "epoll") return BackendKind::epoll;
+  if (name == "io_uring" || name == "iouring" || name == "uring") return BackendKind::io_uring;
+  if (name == "kqueue") return BackendKind::kqueue;
+  return std::nullopt;
+}
+
+void register_backend(BackendKind kind, BackendFactory factory) {
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.factories[size_t(kind)] = factory;
+}
+
+const BackendFactory* find_backend(BackendKind kind) noexcept {
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  const BackendFactory& f = r.factories[size_t(kind)];
+  return f.create ? &f : nullptr;
+}
+
+std::string backend_unavailable_reason(BackendKind kind) {
+  const BackendFactory* f = find_backend(kind);
+  if (f == nullptr) return std::string(to_string(kind)) + " is not built into this library";
+  return f->probe ? f->probe() : std::string();
+}
+
+// ---- IoOp ----
+
+IoOp::IoOp(IoOp&& o) noexcept
+    : Cancellable(o),
+      code(o.code),
+      flags(o.flags),
+      fd(o.fd),
+      aux(o.aux),
+      buf(o.buf),
+      len(o.len),
+      iov(o.iov),
+      iovcnt(o.iovcnt),
+      addr(o.addr),
+      addrlen(o.addrlen),
+      offset(o.offset) {
+  assert(o.state == OpState::idle && "an IoOp cannot move once started");
+}
+
+IoOp::~IoOp() {
+  if (state == OpState::pending && sched != nullptr) sched->backend().abandon(*this);
+  if (timer.armed() && sched != nullptr) sched->timers().cancel(timer);
+  if (scope != nullptr) scope->clear_pending(this);
+}
+
+namespace {
+void op_deadline_expired(void* op) { static_cast<IoOp*>(op)->cancel(std::errc::timed_out); }
+}  // namespace
+
+bool IoOp::begin(std::coroutine_handle<> h, CancelScope* s, Timeout timeout) noexcept {
+  sched = Scheduler::current();
+  waiter = h;
+  if (sched == nullptr) {
+    result = kNoSchedulerResult;
+    state = OpState::done;
+    return false;
+  }
+  if (s != nullptr && s->cancelled()) {
+    result = -static_cast<std::int64_t>(s->reason());
+    state = OpState::done;
+    return false;
+  }
+  state = OpState::pending;
+  if (!sched->backend().start(*this)) {
+    state = OpState::done;
+    return false;
+  }
+  // complete() may already have run inside start() for backends that finish inline but
+  // still report "pending"; they must not. From here the op is genuinely in flight.
+  if (timeout.enabled()) {
+    timer.fire = &op_deadline_expired;
+    timer.owner = this;
+    sched->timers().arm(timer, Clock::now() + timeout.value);
+  }
+  if (s != nullptr) {
+    scope = s;
+    s->set_pending(this);
+  }
+  return true;
+}
+
+void IoOp::cancel(std::errc reason) noexcept {
+  if (state != OpState::pending || cancel_reason != std::errc{}) return;
+  cancel_reason = reason;
+  sched->backend().cancel(*this);
+}
+
+// ---- spawn state ----
+
+namespace detail {
+
+bool SpawnStateBase::set_joiner(std::coroutine_handle<> h, Scheduler* sched) noexcept {
+  joiner_ = h;
+  joiner_sched_ = sched;
+  std::uint8_t expected = kRunning;
+  return phase_.compare_exchange_strong(expected, kJoined, std::memory_order_acq_rel);
+}
+
+void SpawnStateBase::finish() noexcept {
+  if (phase_.exchange(kFinished, std::memory_order_acq_rel) == kJoined) joiner_sched_->schedule(joiner_);
+}
+
+RootTask::promise_type::~promise_type() {
+  if (sched != nullptr) sched->unlink_root(*this);
+  if (state != nullptr) {
+    state->live_scope = nullptr;
+    state->finish();
+    state->release();
+  }
+}
+
+}  // namespace detail
+
+// ---- scheduler ----
+
+struct Scheduler::InjectionQueue {
+  moodycamel::ConcurrentQueue<Injected> queue{256};
+};
+
+Scheduler* Scheduler::current() noexcept { return tls_current; }
+
+Scheduler* Scheduler::exchange_current(Scheduler* s) noexcept { return std::exchange(tls_current, s); }
+
+Expected<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
+  BackendKind wanted = options.backend;
+  std::string reason;
+  if (wanted == BackendKind::automatic) {
+    if (const char* env = std::getenv("GALAY_KERNEL_BACKEND"); env != nullptr && *env != '\0') {
+      if (auto k = parse_backend_kind(env)) {
+        wanted = *k;
+        if (wanted != BackendKind::automatic) reason = std::string("forced by GALAY_KERNEL_BACKEND=") + env;
+      } else {
+        reason = std::string("ignored unknown GALAY_KERNEL_BACKEND=") + env + "; ";
+      }
+    }
+  } else {
+    reason = "requested explicitly";
+  }
+
+  std::unique_ptr<Scheduler> sched;
+  auto try_kind = [&](BackendKind k) -> std::error_code {
+    const BackendFactory* f = find_backend(k);
+    if (f == nullptr) return make_error_code(Error::backend_unavailable);
+    if (f->probe) {
+      if (std::string why = f->probe(); !why.empty()) {
+        reason += std::string(to_string(k)) + " unavailable: " + why + "; ";
+        return make_error_code(Error::backend_unavailable);
+      }
+    }
+    // The backend needs the scheduler to deliver completions, so build both together.
+    sched.reset(new Scheduler(nullptr, {}));
+    auto backend = f->create(*sched);
+    if (!backend) {
+      reason += std::string(to_string(k)) + " failed to start: " + backend.error().message() + "; ";
+      sched.reset();
+      return backend.error();
+    }
+    sched->backend_ = std::move(*backend);
+    return {};
+  };
+
+  if (wanted != BackendKind::automatic) {
+    if (auto ec = try_kind(wanted)) {
+      if (find_backend(wanted) == nullptr) reason += std::string(to_string(wanted)) + " is not built into this library";
+      if (std::getenv("GALAY_KERNEL_LOG")) std::fprintf(stderr, "galay-kernel: %s\n", reason.c_str());
+      return make_error(ec == make_error_code(Error::backend_unavailable) ? ec : ec);
+    }
+  } else {
+    bool ok = false;
+    for (BackendKind k : {BackendKind::io_uring, BackendKind::epoll, BackendKind::kqueue}) {
+      if (find_backend(k) == nullptr) continue;
+      if (!try_kind(k)) {
+        reason += std::string("chose ") + std::string(to_string(k));
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) return make_error(make_error_code(Error::backend_unavailable));
+  }
+  sched->backend_reason_ = std::move(reason);
+  if (std::getenv("GALAY_KERNEL_LOG"))
+    std::fprintf(stderr, "galay-kernel: backend %s (%s) [%s]\n", std::string(to_string(sched->backend_kind())).c_str(),
+                 sched->backend_->describe().c_str(), sched->backend_reason_.c_str());
+  return sched;
+}
+
+Scheduler::Scheduler(std::unique_ptr<Backend> backend, std::string reason)
+    : backend_(std::move(backend)), backend_reason_(std::move(reason)), injected_(std::make_unique<InjectionQueue>()) {
+  ready_.reserve(1024);
+  running_.reserve(1024);
+}
+
+Scheduler::~Scheduler() {
+  if (!backend_) return;  // construction failed half-way
+  Scheduler* previous = exchange_current(this);
+  shutting_down_ = true;
+  // 1. Take every operation away from the kernel, so no buffer in a frame is still in use.
+  backend_->cancel_all_and_drain();
+  // 2. Roots that were posted but never started.
+  Injected item;
+  while (injected_->queue.try_dequeue(item)) {
+    if (item.new_root) std::coroutine_handle<>::from_address(item.address).destroy();
+  }
+  // 3. Destroy every live root; each one unlinks itself, and its Task destroys the frames
+  //    it awaits, whose awaitables disarm their timers.
+  while (roots_ != nullptr) std::coroutine_handle<detail::RootTask::promise_type>::from_promise(*roots_).destroy();
+  ready_.clear();
+  backend_.reset();
+  exchange_current(previous);
+}
+
+void Scheduler::link_root(detail::RootTask::promise_type& p) noexcept {
+  p.prev = nullptr;
+  p.next = roots_;
+  if (roots_) roots_->prev = &p;
+  roots_ = &p;
+  if (p.state) p.state->live_scope = p.scope();
+}
+
+void Scheduler::unlink_root(detail::RootTask::promise_type& p) noexcept {
+  if (p.prev) p.prev->next = p.next;
+  else if (roots_ == &p) roots_ = p.next;
+  if (p.next) p.next->prev = p.prev;
+  p.prev = p.next = nullptr;
+}
+
+void Scheduler::post_root(std::coroutine_handle<detail::RootTask::promise_type> root) {
+  if (current() == this) {
+    link_root(root.promise());
+    ready_.push_back(root);
+  } else {
+    root.promise().sched = nullptr;  // not linked yet: unlinking must not touch the list
+    inject({root.address(), true});
+  }
+}
+
+void Scheduler::inject(Injected item) noexcept {
+  injected_->queue.enqueue(item);
+  // Pairs with the fence in wait_for_work(): either the loop sees the item before it
+  // sleeps, or we see it sleeping and wake it. Only a sleeping loop costs a syscall.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false, std::memory_order_acq_rel)) {
+    wakeups_sent_.fetch_add(1, std::memory_order_relaxed);
+    backend_->wake();
+  }
+}
+
+void Scheduler::schedule(std::coroutine_handle<> h) noexcept {
+  if (current() == this)
+    ready_.push_back(h);
+  else
+    inject({h.address(), false});
+}
+
+void Scheduler::stop() noexcept {
+  stop_requested_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (current() != this) backend_->wake();
+}
+
+void Scheduler::complete(IoOp& op, std::int64_t result) noexcept {
+  if (op.timer.armed()) timers_.cancel(op.timer);
+  if (op.scope != nullptr) {
+    op.scope->clear_pending(&op);
+    op.scope = nullptr;
+  }
+  // A cancelled op reports why it was cancelled (timed_out for deadlines).
+  if (result == -ECANCELED && op.cancel_reason != std::errc{}) result = -static_cast<std::int64_t>(op.cancel_reason);
+  op.result = result;
+  op.state = OpState::done;
+  if (!shutting_down_) ready_.push_back(op.waiter);
+}
+
+bool Scheduler::drain_injected() {
+  Injected items[64];
+  bool any = false;
+  for (;;) {
+    std::size_t n = injected_->queue.try_dequeue_bulk(items, 64);
+    if (n == 0) break;
+    any = true;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (items[i].new_root) {
+        auto root = std::coroutine_handle<detail::RootTask::promise_type>::from_address(items[i].address);
+        root.promise().sched = this;
+        link_root(root.promise());
+        ready_.push_back(root);
+      } else {
+        ready_.push_back(std::coroutine_handle<>::from_address(items[i].address));
+      }
+    }
+    if (n < 64) break;
+  }
+  return any;
+}
+
+void Scheduler::run_ready_work() {
+  ++stats_.loop_turns;
+  drain_injected();
+  // Resume what is ready now; what they make ready runs next turn, after I/O is polled,
+  // so a chatty task cannot starve the backend.
+  running_.swap(ready_);
+  for (std::coroutine_handle<> h : running_) h.resume();
+  running_.clear();
+  if (!timers_.empty() && timers_.next_deadline() <= Clock::now()) timers_.fire_expired(Clock::now());
+}
+
+void Scheduler::wait_for_work() {
+  if (!ready_.empty()) {
+    backend_->poll(std::chrono::nanoseconds(0));
+    return;
+  }
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!timers_.empty()) {
+    auto wait = timers_.next_deadline() - Clock::now();
+    timeout = wait > Clock::duration::zero() ? std::chrono::duration_cast<std::chrono::nanoseconds>(wait)
+                                             : std::chrono::nanoseconds(0);
+  }
+  if (timeout && timeout->count() == 0) {
+    backend_->poll(timeout);
+    return;
+  }
+  sleeping_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (injected_->queue.size_approx() != 0 || stop_requested_.load(std::memory_order_relaxed)) {
+    sleeping_.store(false, std::memory_order_relaxed);
+    backend_->poll(std::chrono::nanoseconds(0));
+    return;
+  }
+  ++stats_.polls_blocking;
+  backend_->poll(timeout);
+  sleeping_.store(false, std::memory_order_relaxed);
+}
+
+}  // namespace galay

@@ -1,0 +1,161 @@
+#pragma once
+/// @file task.h
+/// Task<T>: a lazy, stackless coroutine. It starts when awaited (or spawned), resumes its
+/// awaiter by symmetric transfer when it finishes, returns a value or void, and rethrows
+/// its exception in the awaiter. Destroying a Task destroys its frame (and, recursively,
+/// the frames of the tasks it is awaiting).
+
+#include <cassert>
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "galay-kernel/kernel/cancel.h"
+
+namespace galay {
+
+template <class T = void>
+class Task;
+
+namespace detail {
+
+/// What every task promise shares: who to resume at the end, and the cancel scope.
+class TaskPromiseBase {
+ public:
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      return h.promise().continuation_;
+    }
+    void await_resume() const noexcept {}
+  };
+
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+
+  CancelScope* scope() const noexcept { return scope_; }
+  void set_scope(CancelScope* s) noexcept { scope_ = s; }
+  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+ private:
+  std::coroutine_handle<> continuation_ = std::noop_coroutine();
+  CancelScope* scope_ = nullptr;
+};
+
+template <class T>
+class TaskPromise final : public TaskPromiseBase {
+ public:
+  Task<T> get_return_object() noexcept;
+  template <class U>
+    requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    result_.template emplace<1>(std::forward<U>(v));
+  }
+  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+  T take_result() {
+    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
+    assert(result_.index() == 1 && "Task result read before the task finished");
+    return std::move(std::get<1>(result_));
+  }
+
+ private:
+  std::variant<std::monostate, T, std::exception_ptr> result_;
+};
+
+template <>
+class TaskPromise<void> final : public TaskPromiseBase {
+ public:
+  Task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void take_result() {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+
+ private:
+  std::exception_ptr exception_;
+};
+
+}  // namespace detail
+
+/// A lazily started coroutine returning T. Move-only; owns its frame.
+template <class T>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::TaskPromise<T>;
+  using handle_type = std::coroutine_handle<promise_type>;
+  using value_type = T;
+
+  Task() noexcept = default;
+  explicit Task(handle_type h) noexcept : h_(h) {}
+  Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Task& operator=(Task&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() { reset(); }
+
+  /// True if this object holds a coroutine.
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+  /// True once the coroutine has run to completion.
+  bool done() const noexcept { return h_ && h_.done(); }
+  handle_type handle() const noexcept { return h_; }
+
+  /// Awaiting starts the task and resumes the awaiter, by symmetric transfer, when it ends.
+  /// The child runs in the awaiter's cancel scope.
+  struct Awaiter {
+    handle_type h;
+    bool await_ready() const noexcept { return !h || h.done(); }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
+      h.promise().set_continuation(parent);
+      if (h.promise().scope() == nullptr) h.promise().set_scope(detail::scope_of(parent.promise()));
+      return h;
+    }
+    T await_resume() { return h.promise().take_result(); }
+  };
+  Awaiter operator co_await() const& noexcept { return Awaiter{h_}; }
+  Awaiter operator co_await() const&& noexcept { return Awaiter{h_}; }
+
+ private:
+  void reset() noexcept {
+    if (h_) h_.destroy();
+    h_ = {};
+  }
+  handle_type h_;
+};
+
+namespace detail {
+template <class T>
+Task<T> TaskPromise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<TaskPromise<T>>::from_promise(*this));
+}
+inline Task<void> TaskPromise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<TaskPromise<void>>::from_promise(*this));
+}
+}  // namespace detail
+
+/// Awaitable that yields the current task's CancelScope (nullptr outside a task tree).
+struct CurrentScope {
+  CancelScope* scope = nullptr;
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    scope = detail::scope_of(h.promise());
+    return false;
+  }
+  CancelScope* await_resume() const noexcept { return scope; }
+};
+/// `CancelScope* s = co_await current_scope();`
+inline CurrentScope current_scope() noexcept { return {}; }
+
+}  // namespace galay

@@ -1,0 +1,100 @@
+#pragma once
+// Test harness: every behaviour test is a TEST_P over all backends. A backend that can't
+// run here (not built, io_uring disabled by sysctl or seccomp) is reported as SKIPPED with
+// the reason, never as passed.
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "galay-kernel/galay-kernel.h"
+
+namespace galay::test {
+
+inline std::vector<BackendKind> all_backends() {
+  return {BackendKind::epoll, BackendKind::io_uring, BackendKind::kqueue};
+}
+
+inline std::string backend_name(const ::testing::TestParamInfo<BackendKind>& info) {
+  return std::string(to_string(info.param));
+}
+
+class BackendTest : public ::testing::TestWithParam<BackendKind> {
+ protected:
+  void SetUp() override {
+    if (std::string why = backend_unavailable_reason(GetParam()); !why.empty())
+      GTEST_SKIP() << to_string(GetParam()) << " backend unavailable: " << why;
+    auto s = Scheduler::create({GetParam()});
+    ASSERT_TRUE(s.has_value()) << "creating " << to_string(GetParam()) << ": " << s.error().message();
+    sched_ = std::move(*s);
+    ASSERT_EQ(sched_->backend_kind(), GetParam());
+  }
+  void TearDown() override { sched_.reset(); }
+
+  /// Run `task` to completion on the scheduler; a hang fails the test after `limit`.
+  template <class T>
+  T run(Task<T> task, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    auto watchdog = sched_->spawn([](Scheduler* s, std::chrono::milliseconds l) -> Task<void> {
+      auto r = co_await sleep_for(l);
+      if (r) {
+        ADD_FAILURE() << "test task did not finish within " << l.count() << " ms";
+        s->stop();
+      }
+    }(sched_.get(), limit));
+    struct CancelWatchdog {
+      JoinHandle<void>& h;
+      ~CancelWatchdog() { h.cancel(); }
+    } cancel_on_exit{watchdog};
+    return sched_->block_on(std::move(task));
+  }
+
+  Scheduler& sched() { return *sched_; }
+  std::unique_ptr<Scheduler> sched_;
+};
+
+// gtest's ASSERT_* returns from the function, which a coroutine can't do: these co_return.
+#define CO_ASSERT_TRUE(cond)                  \
+  do {                                        \
+    const bool galay_ok_ = static_cast<bool>(cond); \
+    EXPECT_TRUE(galay_ok_) << #cond;          \
+    if (!galay_ok_) co_return;                \
+  } while (0)
+#define CO_ASSERT_FALSE(cond) CO_ASSERT_TRUE(!(cond))
+
+#define GALAY_INSTANTIATE_ALL_BACKENDS(Suite) \
+  INSTANTIATE_TEST_SUITE_P(AllBackends, Suite, ::testing::ValuesIn(::galay::test::all_backends()), \
+                           ::galay::test::backend_name)
+
+/// A listener on 127.0.0.1 with a kernel-chosen port.
+inline TcpSocket loopback_listener(int backlog = 4096) {
+  auto l = TcpSocket::listen_on(SocketAddress::loopback(0), backlog);
+  EXPECT_TRUE(l.has_value()) << (l ? "" : l.error().message());
+  return std::move(*l);
+}
+
+inline std::uint16_t port_of(const TcpSocket& s) { return s.local_address()->port(); }
+
+/// Number of open fds of this process (for leak checks).
+inline int open_fd_count() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+/// Counts live instances; tests assert frames holding one were destroyed.
+struct LiveCounter {
+  static inline int live = 0;
+  LiveCounter() { ++live; }
+  LiveCounter(const LiveCounter&) { ++live; }
+  ~LiveCounter() { --live; }
+};
+
+}  // namespace galay::test
