@@ -113,6 +113,7 @@ class IoOp final : public Cancellable {
   sockaddr* addr = nullptr;     // accept: filled in; connect: read
   socklen_t addrlen = 0;        // accept: capacity in, length out; connect: length
   std::uint64_t offset = 0;
+  msghdr msg{};                 // sendmsg/recvmsg header for backends that need one in flight
 
   // ---- progress and result ----
   std::size_t done_bytes = 0;   // op_all: bytes already transferred

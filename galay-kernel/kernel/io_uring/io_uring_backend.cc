@@ -1,0 +1,424 @@
+#include "galay-kernel/kernel/io_uring/io_uring_backend.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "galay-kernel/kernel/scheduler.h"
+
+namespace galay {
+namespace {
+
+// user_data: an IoOp's address, or one of these tags for the backend's own SQEs.
+// IoOps are at least 8-byte aligned, so small integers never collide with them.
+constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
+constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
+
+constexpr unsigned kRingEntries = 1024;
+constexpr unsigned kCqEntries = 8 * kRingEntries;
+
+std::string flags_to_string(unsigned flags) {
+  std::string s;
+  auto add = [&](unsigned bit, const char* name) {
+    if (flags & bit) s += s.empty() ? name : std::string("|") + name;
+  };
+  add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+  add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
+  add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
+  add(IORING_SETUP_TASKRUN_FLAG, "TASKRUN_FLAG");
+  add(IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL");
+  add(IORING_SETUP_CQSIZE, "CQSIZE");
+  return s.empty() ? "none" : s;
+}
+
+// The opcodes the backend issues; the probe refuses kernels that lack one.
+constexpr int kRequiredOps[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,  IORING_OP_SEND,
+                                IORING_OP_READV,  IORING_OP_WRITEV,  IORING_OP_CLOSE, IORING_OP_ASYNC_CANCEL,
+                                IORING_OP_POLL_ADD, IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_FSYNC,
+                                IORING_OP_FALLOCATE, IORING_OP_SENDMSG};
+
+const char* op_name(int op) {
+  switch (op) {
+    case IORING_OP_ACCEPT: return "ACCEPT";
+    case IORING_OP_CONNECT: return "CONNECT";
+    case IORING_OP_RECV: return "RECV";
+    case IORING_OP_SEND: return "SEND";
+    case IORING_OP_READV: return "READV";
+    case IORING_OP_WRITEV: return "WRITEV";
+    case IORING_OP_CLOSE: return "CLOSE";
+    case IORING_OP_ASYNC_CANCEL: return "ASYNC_CANCEL";
+    case IORING_OP_POLL_ADD: return "POLL_ADD";
+    case IORING_OP_READ: return "READ";
+    case IORING_OP_WRITE: return "WRITE";
+    case IORING_OP_FSYNC: return "FSYNC";
+    case IORING_OP_FALLOCATE: return "FALLOCATE";
+    case IORING_OP_SENDMSG: return "SENDMSG";
+  }
+  return "?";
+}
+
+// Why io_uring can't be used here, or "" if it can.
+std::string probe_io_uring() {
+  if (const char* inject = std::getenv("GALAY_KERNEL_IO_URING_PROBE_ERRNO"); inject && *inject) {
+    // Test hook: pretend io_uring_setup failed with this errno.
+    return std::string("io_uring_setup: ") + std::strerror(std::atoi(inject)) + " (injected)";
+  }
+  io_uring ring;
+  int r = io_uring_queue_init(8, &ring, 0);
+  if (r < 0) {
+    std::string why = std::string("io_uring_setup: ") + std::strerror(-r);
+    if (FILE* f = std::fopen("/proc/sys/kernel/io_uring_disabled", "r")) {
+      int v = 0;
+      if (std::fscanf(f, "%d", &v) == 1 && v != 0) why += " (kernel.io_uring_disabled=" + std::to_string(v) + ")";
+      std::fclose(f);
+    }
+    if (r == -EPERM) why += "; blocked by seccomp or sysctl";
+    return why;
+  }
+  std::string missing;
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
+    for (int op : kRequiredOps)
+      if (!io_uring_opcode_supported(probe, op)) missing += std::string(missing.empty() ? "" : ",") + op_name(op);
+    io_uring_free_probe(probe);
+  } else {
+    missing = "(probe failed)";
+  }
+  io_uring_queue_exit(&ring);
+  if (!missing.empty()) return "kernel lacks io_uring opcodes: " + missing;
+  return {};
+}
+
+class IoUringBackend final : public Backend {
+ public:
+  explicit IoUringBackend(Scheduler& sched) : sched_(sched) {}
+
+  ~IoUringBackend() override {
+    if (!ring_ready_) return;
+    // The wake read points into this object: take it back from the kernel before freeing.
+    cancel_all_and_drain();
+    if (wake_armed_) {
+      if (io_uring_sqe* sqe = get_sqe()) {
+        io_uring_prep_cancel64(sqe, kTagWake, 0);
+        io_uring_sqe_set_data64(sqe, kTagIgnore);
+      }
+      while (wake_armed_) reap(true, nullptr);
+    }
+    io_uring_queue_exit(&ring_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+
+  std::error_code init() {
+    // Try the best set-up first; older kernels reject unknown flags with EINVAL.
+    const unsigned attempts[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    int r = -EINVAL;
+    for (unsigned flags : attempts) {
+      io_uring_params p{};
+      p.flags = flags | IORING_SETUP_CQSIZE;
+      p.cq_entries = kCqEntries;
+      r = io_uring_queue_init_params(kRingEntries, &ring_, &p);
+      if (r == 0) {
+        setup_flags_ = p.flags;
+        features_ = p.features;
+        break;
+      }
+      if (r != -EINVAL) break;
+    }
+    if (r < 0) return errno_code(-r);
+    ring_ready_ = true;
+    registered_ring_fd_ = io_uring_register_ring_fd(&ring_) == 1;
+    // Blocking eventfd: io_uring polls it internally; a non-blocking one would make the
+    // read complete at once with EAGAIN.
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) return errno_code(errno);
+    arm_wake();
+    return {};
+  }
+
+  BackendKind kind() const noexcept override { return BackendKind::io_uring; }
+
+  std::string describe() const override {
+    std::string s = "io_uring flags=" + flags_to_string(setup_flags_);
+    s += " sq=" + std::to_string(ring_.sq.ring_entries) + " cq=" + std::to_string(ring_.cq.ring_entries);
+    s += (features_ & IORING_FEAT_NODROP) ? " nodrop" : " no-nodrop";
+    if (registered_ring_fd_) s += " registered-ring-fd";
+    return s;
+  }
+
+  unsigned setup_flags() const noexcept { return setup_flags_; }
+
+  bool start(IoOp& op) noexcept override {
+    if (op.fd < 0) {
+      op.result = -EBADF;
+      return false;
+    }
+    if (op.code == OpCode::close && ops_on(op.fd) > 0) {
+      // Cancel everything still pending on the fd, then close it. The hard link keeps the
+      // order (the close runs after the cancel, whatever the cancel's result).
+      io_uring_sqe* c = get_sqe();
+      io_uring_prep_cancel_fd(c, op.fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(c, kTagIgnore);
+      c->flags |= IOSQE_IO_HARDLINK;
+    }
+    prepare(op, get_sqe());
+    ++pending_;
+    if (op.code != OpCode::close) ++ops_on_slot(op.fd);
+    return true;
+  }
+
+  void cancel(IoOp& op) noexcept override {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(&op), 0);
+    io_uring_sqe_set_data64(sqe, kTagIgnore);
+  }
+
+  void abandon(IoOp& op) noexcept override {
+    // The op's frame is going away: nothing may resume it, and we must not return while
+    // the kernel can still write into it.
+    op.waiter = std::noop_coroutine();
+    if (op.cancel_reason == std::errc{}) op.cancel_reason = std::errc::operation_canceled;
+    cancel(op);
+    while (op.state == OpState::pending) reap(true, nullptr);
+  }
+
+  void close_fd(int fd) noexcept override {
+    // Destructors want RAII semantics: the fd (and e.g. a listening port) is released on
+    // return. Ops still pending on it are cancelled first; the cancel is submitted now,
+    // while the number still names this file, and completes them with ECANCELED later.
+    if (ops_on(fd) > 0) {
+      io_uring_sqe* c = get_sqe();
+      io_uring_prep_cancel_fd(c, fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(c, kTagIgnore);
+      io_uring_submit(&ring_);
+    }
+    ::close(fd);
+  }
+
+  void poll(std::optional<std::chrono::nanoseconds> timeout) override {
+    if (timeout && timeout->count() == 0) {
+      reap(false, nullptr);
+      return;
+    }
+    __kernel_timespec ts{};
+    if (timeout) {
+      ts.tv_sec = timeout->count() / 1000000000;
+      ts.tv_nsec = timeout->count() % 1000000000;
+    }
+    reap(true, timeout ? &ts : nullptr);
+  }
+
+  void wake() noexcept override {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(wake_fd_, &one, sizeof(one));
+  }
+
+  void cancel_all_and_drain() noexcept override {
+    if (pending_ == 0) return;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, kTagIgnore);
+    // Everything completes (cancelled or not); with shutting_down() nothing is resumed.
+    // The wake read is cancelled too; don't re-arm it here.
+    draining_ = true;
+    while (pending_ > 0) reap(true, nullptr);
+    draining_ = false;
+  }
+
+  std::size_t pending_ops() const noexcept override { return pending_; }
+
+ private:
+  void arm_wake() {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+    io_uring_sqe_set_data64(sqe, kTagWake);
+    wake_armed_ = true;
+  }
+
+  // An SQE, making room by submitting if the SQ is full: an op never fails for that.
+  io_uring_sqe* get_sqe() noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {
+      int r = io_uring_submit(&ring_);
+      if (r == -EBUSY || r == -EAGAIN) {
+        // Completion side is backed up: make room there first.
+        reap(false, nullptr);
+      }
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
+    switch (op.code) {
+      case OpCode::accept:
+        io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
+      case OpCode::connect:
+        io_uring_prep_connect(sqe, op.fd, op.addr, op.addrlen);
+        break;
+      case OpCode::recv:
+        io_uring_prep_recv(sqe, op.fd, op.buf, op.len, 0);
+        break;
+      case OpCode::send:
+        io_uring_prep_send(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, op.len - op.done_bytes,
+                           MSG_NOSIGNAL);
+        break;
+      case OpCode::readv:
+        io_uring_prep_readv(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), ~0ull);
+        break;
+      case OpCode::writev: {
+        // SENDMSG rather than WRITEV on sockets: MSG_NOSIGNAL, no SIGPIPE on a reset peer.
+        op_msg(op) = msghdr{};
+        op_msg(op).msg_iov = const_cast<iovec*>(op.iov);
+        op_msg(op).msg_iovlen = static_cast<std::size_t>(op.iovcnt);
+        io_uring_prep_sendmsg(sqe, op.fd, &op_msg(op), MSG_NOSIGNAL);
+        break;
+      }
+      case OpCode::close:
+        io_uring_prep_close(sqe, op.fd);
+        break;
+      case OpCode::poll_read:
+        io_uring_prep_poll_add(sqe, op.fd, POLLIN);
+        break;
+      case OpCode::poll_write:
+        io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
+        break;
+      case OpCode::read_at:
+        io_uring_prep_read(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset);
+        break;
+      case OpCode::write_at:
+        io_uring_prep_write(sqe, op.fd, op.buf, static_cast<unsigned>(op.len), op.offset);
+        break;
+      case OpCode::readv_at:
+        io_uring_prep_readv(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), op.offset);
+        break;
+      case OpCode::writev_at:
+        io_uring_prep_writev(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), op.offset);
+        break;
+      case OpCode::fsync:
+        io_uring_prep_fsync(sqe, op.fd, 0);
+        break;
+      case OpCode::fdatasync:
+        io_uring_prep_fsync(sqe, op.fd, IORING_FSYNC_DATASYNC);
+        break;
+      case OpCode::fallocate:
+        io_uring_prep_fallocate(sqe, op.fd, op.aux, op.offset, static_cast<off_t>(op.len));
+        break;
+    }
+    io_uring_sqe_set_data(sqe, &op);
+  }
+
+  static msghdr& op_msg(IoOp& op) noexcept { return op.msg; }  // lives as long as the op
+
+  // Submit what is queued, optionally wait for one completion, then harvest a batch.
+  void reap(bool wait, __kernel_timespec* ts) noexcept {
+    io_uring_cqe* cqe = nullptr;
+    if (wait) {
+      int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, ts, nullptr);
+      (void)r;  // -ETIME (timeout) and -EINTR simply end this wait
+    } else {
+      // Submits and, with DEFER_TASKRUN, runs pending task work so completions show up.
+      io_uring_submit_and_get_events(&ring_);
+    }
+    harvest();
+  }
+
+  void harvest() noexcept {
+    // Copy a batch out and advance once, then handle the copies: handling may queue new
+    // SQEs (partial send_all), which may need to submit, which must not see these CQEs.
+    struct Done {
+      std::uint64_t user_data;
+      std::int32_t res;
+      std::uint32_t flags;
+    };
+    Done batch[256];
+    for (;;) {
+      unsigned n = 0;
+      unsigned head;
+      io_uring_cqe* cqe;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        batch[n++] = {cqe->user_data, cqe->res, cqe->flags};
+        if (n == 256) break;
+      }
+      if (n == 0) return;
+      io_uring_cq_advance(&ring_, n);
+      for (unsigned i = 0; i < n; ++i) handle(batch[i].user_data, batch[i].res);
+      if (n < 256 && !io_uring_cq_has_overflow(&ring_)) return;
+      if (io_uring_cq_has_overflow(&ring_)) io_uring_get_events(&ring_);  // flush the kernel's backlog
+    }
+  }
+
+  void handle(std::uint64_t user_data, std::int32_t res) noexcept {
+    if (user_data == kTagIgnore) return;
+    if (user_data == kTagWake) {
+      wake_armed_ = false;
+      if (!draining_ && res != -ECANCELED) arm_wake();
+      return;
+    }
+    IoOp& op = *reinterpret_cast<IoOp*>(user_data);
+    if (op.code == OpCode::send && (op.flags & op_all) && res > 0) {
+      op.done_bytes += static_cast<std::size_t>(res);
+      if (op.done_bytes < op.len && op.cancel_reason == std::errc{} && !draining_) {
+        prepare(op, get_sqe());  // send the rest; the op stays pending
+        return;
+      }
+      res = static_cast<std::int32_t>(op.done_bytes);
+    } else if (op.code == OpCode::poll_read || op.code == OpCode::poll_write) {
+      if (res > 0) res = (res & POLLNVAL) ? -EBADF : 0;
+    }
+    --pending_;
+    if (op.code != OpCode::close) --ops_on_slot(op.fd);
+    sched_.complete(op, res);
+  }
+
+  // In-flight ops per fd number, so closing an idle fd costs no cancel.
+  std::uint32_t ops_on(int fd) const noexcept {
+    return static_cast<std::size_t>(fd) < fd_ops_.size() ? fd_ops_[static_cast<std::size_t>(fd)] : 0;
+  }
+  std::uint32_t& ops_on_slot(int fd) {
+    if (static_cast<std::size_t>(fd) >= fd_ops_.size()) fd_ops_.resize(static_cast<std::size_t>(fd) + 256, 0);
+    return fd_ops_[static_cast<std::size_t>(fd)];
+  }
+
+  Scheduler& sched_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  bool registered_ring_fd_ = false;
+  unsigned setup_flags_ = 0;
+  unsigned features_ = 0;
+  int wake_fd_ = -1;
+  std::uint64_t wake_value_ = 0;
+  bool wake_armed_ = false;
+  bool draining_ = false;
+  std::size_t pending_ = 0;
+  std::vector<std::uint32_t> fd_ops_;
+};
+
+}  // namespace
+
+BackendFactory io_uring_backend_factory() {
+  BackendFactory f;
+  f.probe = &probe_io_uring;
+  f.create = [](Scheduler& sched) -> Expected<std::unique_ptr<Backend>> {
+    auto b = std::make_unique<IoUringBackend>(sched);
+    if (auto ec = b->init()) return make_error(ec);
+    return std::unique_ptr<Backend>(std::move(b));
+  };
+  return f;
+}
+
+}  // namespace galay
