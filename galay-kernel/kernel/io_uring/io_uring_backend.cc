@@ -106,12 +106,12 @@ class IoUringBackend final : public Backend {
     if (!ring_ready_) return;
     // The wake read points into this object: take it back from the kernel before freeing.
     cancel_all_and_drain();
-    if (wake_armed_) {
-      if (io_uring_sqe* sqe = get_sqe()) {
-        io_uring_prep_cancel64(sqe, kTagWake, 0);
-        io_uring_sqe_set_data64(sqe, kTagIgnore);
-      }
-      while (wake_armed_) reap(true, nullptr);
+    // An eventfd read may sit in an io-wq worker where cancellation can't reach it, so
+    // complete it the ordinary way: make the counter non-zero and let the read finish.
+    draining_ = true;  // don't re-arm
+    while (wake_armed_) {
+      wake();
+      reap(true, nullptr);
     }
     io_uring_queue_exit(&ring_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
