@@ -1,0 +1,273 @@
+#include "galay-kernel/kernel/readiness_core.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "galay-kernel/kernel/scheduler.h"
+
+namespace galay {
+namespace {
+
+bool is_read_side(OpCode c) noexcept {
+  return c == OpCode::accept || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read;
+}
+bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
+
+std::int64_t neg_errno() noexcept { return -static_cast<std::int64_t>(errno); }
+
+#if defined(MSG_NOSIGNAL)
+constexpr int kNoSignal = MSG_NOSIGNAL;
+#else
+constexpr int kNoSignal = 0;  // Apple: sockets get SO_NOSIGPIPE when accepted or created
+#endif
+
+int accept_nonblocking(int fd, sockaddr* addr, socklen_t* len) noexcept {
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
+  return ::accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+  int s = ::accept(fd, addr, len);
+  if (s >= 0) {
+    ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK);
+    ::fcntl(s, F_SETFD, FD_CLOEXEC);
+#if defined(SO_NOSIGPIPE)
+    int one = 1;
+    ::setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+  }
+  return s;
+#endif
+}
+
+}  // namespace
+
+ReadinessCore::FdSlot& ReadinessCore::slot(int fd) {
+  const auto i = static_cast<std::size_t>(fd);
+  if (i / kChunk >= chunks_.size()) chunks_.resize(i / kChunk + 1);
+  auto& chunk = chunks_[i / kChunk];
+  if (!chunk) chunk = std::make_unique<Chunk>();
+  return (*chunk)[i % kChunk];
+}
+
+ReadinessCore::FdSlot* ReadinessCore::find_slot(int fd) noexcept {
+  const auto i = static_cast<std::size_t>(fd);
+  if (fd < 0 || i / kChunk >= chunks_.size() || !chunks_[i / kChunk]) return nullptr;
+  return &(*chunks_[i / kChunk])[i % kChunk];
+}
+
+bool ReadinessCore::start(IoOp& op) noexcept {
+  if (op.fd < 0) {
+    op.result = -EBADF;
+    return false;
+  }
+  switch (op.code) {
+    case OpCode::close:
+      op.result = close_now(op.fd);
+      return false;
+    case OpCode::connect: {
+      if (::connect(op.fd, op.addr, op.addrlen) == 0) {
+        op.result = 0;
+        return false;
+      }
+      if (errno != EINPROGRESS) {
+        op.result = neg_errno();
+        return false;
+      }
+      FdSlot& s = slot(op.fd);
+      s.writable = false;
+      return park(op, s, s.writers);
+    }
+    case OpCode::accept:
+    case OpCode::recv:
+    case OpCode::send:
+    case OpCode::readv:
+    case OpCode::writev:
+    case OpCode::poll_read:
+    case OpCode::poll_write: {
+      FdSlot& s = slot(op.fd);
+      const bool read_side = is_read_side(op.code);
+      WaitList& list = read_side ? s.readers : s.writers;
+      // Earlier waiters go first; otherwise try the syscall unless we know it would block.
+      if (list.empty() && (read_side ? s.readable : s.writable)) {
+        std::int64_t r = perform(op, s);
+        if (r != -EAGAIN) {
+          op.result = r;
+          return false;
+        }
+      }
+      return park(op, s, list);
+    }
+    default:
+      op.result = -EOPNOTSUPP;
+      return false;
+  }
+}
+
+bool ReadinessCore::park(IoOp& op, FdSlot& s, WaitList& list) noexcept {
+  if (!s.registered) {
+    // Registering reports the fd's current state, so readiness that arrived after our
+    // EAGAIN is not lost.
+    if (int r = register_fd_(backend_, op.fd); r < 0) {
+      op.result = r;  // e.g. EPERM for a regular file, EBADF for a stale fd
+      return false;
+    }
+    s.registered = true;
+  }
+  list.push_back(&op);
+  ++pending_;
+  return true;
+}
+
+bool ReadinessCore::unpark(IoOp& op) noexcept {
+  FdSlot* s = op.state == OpState::pending ? find_slot(op.fd) : nullptr;
+  if (s == nullptr) return false;
+  WaitList& list = waits_for_write(op.code) ? s->writers : s->readers;
+  for (IoOp* p = list.front(); p; p = p->next) {
+    if (p == &op) {
+      list.remove(&op);
+      --pending_;
+      return true;
+    }
+  }
+  return false;
+}
+
+void ReadinessCore::cancel(IoOp& op) noexcept {
+  if (unpark(op)) sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason));
+}
+
+void ReadinessCore::finish(IoOp& op, std::int64_t result) noexcept {
+  --pending_;
+  sched_.complete(op, result);
+}
+
+std::int64_t ReadinessCore::close_now(int fd) noexcept {
+  if (FdSlot* s = find_slot(fd)) {
+    while (IoOp* op = s->readers.pop_front()) finish(*op, -ECANCELED);
+    while (IoOp* op = s->writers.pop_front()) finish(*op, -ECANCELED);
+    *s = FdSlot{};
+  }
+  // No explicit deregistration: closing the last reference removes it in both epoll and
+  // kqueue.
+  return ::close(fd) == 0 ? 0 : neg_errno();
+}
+
+void ReadinessCore::cancel_all() noexcept {
+  for (auto& chunk : chunks_) {
+    if (!chunk) continue;
+    for (FdSlot& s : *chunk) {
+      while (IoOp* op = s.readers.pop_front()) finish(*op, -ECANCELED);
+      while (IoOp* op = s.writers.pop_front()) finish(*op, -ECANCELED);
+    }
+  }
+}
+
+std::int64_t ReadinessCore::perform(IoOp& op, FdSlot& s) noexcept {
+  for (;;) {
+    ssize_t r;
+    switch (op.code) {
+      case OpCode::accept: {
+        socklen_t* lenp = op.addr ? &op.addrlen : nullptr;
+        r = accept_nonblocking(op.fd, op.addr, lenp);
+        if (r >= 0) {
+          // A fresh fd number: whatever we knew about an older file with this number is void.
+          slot(static_cast<int>(r)) = FdSlot{};
+          return r;
+        }
+        break;
+      }
+      case OpCode::recv:
+        r = ::recv(op.fd, op.buf, op.len, 0);
+        if (r >= 0) {
+          if ((op.flags & op_stream) && r > 0 && static_cast<std::size_t>(r) < op.len && !s.read_closed)
+            s.readable = false;
+          return r;
+        }
+        break;
+      case OpCode::readv:
+        r = ::readv(op.fd, op.iov, op.iovcnt);
+        if (r >= 0) return r;
+        break;
+      case OpCode::send: {
+        auto* base = static_cast<const char*>(op.buf);
+        r = ::send(op.fd, base + op.done_bytes, op.len - op.done_bytes, kNoSignal);
+        if (r >= 0) {
+          op.done_bytes += static_cast<std::size_t>(r);
+          if (!(op.flags & op_all) || op.done_bytes == op.len) return static_cast<std::int64_t>(op.done_bytes);
+          if (op.flags & op_stream) {  // short write on a stream: send buffer full
+            s.writable = false;
+            return -EAGAIN;
+          }
+          continue;
+        }
+        break;
+      }
+      case OpCode::writev: {
+        msghdr msg{};
+        msg.msg_iov = const_cast<iovec*>(op.iov);
+        msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(op.iovcnt);
+        r = ::sendmsg(op.fd, &msg, kNoSignal);
+        if (r >= 0) return r;
+        break;
+      }
+      case OpCode::connect: {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return neg_errno();
+        if (err == EINPROGRESS || err == EALREADY) return -EAGAIN;
+        return -static_cast<std::int64_t>(err);
+      }
+      case OpCode::poll_read:
+      case OpCode::poll_write: {
+        pollfd p{op.fd, static_cast<short>(op.code == OpCode::poll_read ? POLLIN : POLLOUT), 0};
+        r = ::poll(&p, 1, 0);
+        if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : 0;
+        if (r == 0) {
+          (op.code == OpCode::poll_read ? s.readable : s.writable) = false;
+          return -EAGAIN;
+        }
+        break;
+      }
+      default:
+        return -EOPNOTSUPP;
+    }
+    // r < 0
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      (is_read_side(op.code) ? s.readable : s.writable) = false;
+      return -EAGAIN;
+    }
+    return -static_cast<std::int64_t>(e);
+  }
+}
+
+void ReadinessCore::drive(FdSlot& s, WaitList& list) noexcept {
+  while (IoOp* op = list.front()) {
+    std::int64_t r = perform(*op, s);
+    if (r == -EAGAIN) break;
+    list.remove(op);
+    finish(*op, r);
+  }
+}
+
+void ReadinessCore::on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept {
+  FdSlot* sp = find_slot(fd);
+  if (sp == nullptr || !sp->registered) return;  // stale event for a closed fd
+  FdSlot& s = *sp;
+  if (peer_closed) s.read_closed = true;
+  if (readable || peer_closed) {
+    s.readable = true;
+    drive(s, s.readers);
+  }
+  if (writable) {
+    s.writable = true;
+    drive(s, s.writers);
+  }
+}
+
+}  // namespace galay

@@ -1,0 +1,76 @@
+#pragma once
+/// @file readiness_core.h
+/// The shared half of the readiness backends (epoll, kqueue): per-fd read and write waiter
+/// lists, readiness hints, and the non-blocking syscall for each OpCode. A backend adds
+/// only its notification mechanism: how an fd is registered (once, edge-triggered) and how
+/// readiness events are fed back through on_ready().
+///
+/// Every op tries its syscall first and parks only on EAGAIN. A short read or write on a
+/// stream socket marks that direction not-ready (the kernel buffer was drained or filled),
+/// so the next op waits for the edge instead of paying for a syscall that would say EAGAIN.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "galay-kernel/kernel/io_op.h"
+#include "galay-kernel/kernel/wait_list.h"
+
+namespace galay {
+
+class Scheduler;
+
+class ReadinessCore {
+ public:
+  struct FdSlot {
+    WaitList readers;
+    WaitList writers;
+    bool registered = false;
+    bool readable = true;      // optimistic until a syscall says EAGAIN
+    bool writable = true;
+    bool read_closed = false;  // peer sent FIN/RST: reads never block again, keep trying them
+  };
+
+  /// Registers `fd` with the backend's notifier: 0, or -errno.
+  using RegisterFn = int (*)(void* backend, int fd);
+
+  ReadinessCore(Scheduler& sched, void* backend, RegisterFn register_fd) noexcept
+      : sched_(sched), backend_(backend), register_fd_(register_fd) {}
+
+  /// Backend::start for every code the core handles (sockets, close, readiness waits).
+  bool start(IoOp& op) noexcept;
+  /// Backend::cancel / abandon.
+  void cancel(IoOp& op) noexcept;
+  void abandon(IoOp& op) noexcept { (void)unpark(op); }
+  /// Complete every parked op on `fd` with operation_canceled, forget the fd, close it.
+  std::int64_t close_now(int fd) noexcept;
+  /// Complete every parked op with operation_canceled.
+  void cancel_all() noexcept;
+  std::size_t pending() const noexcept { return pending_; }
+
+  /// Feed an event: the fd became readable and/or writable, or the peer closed it.
+  void on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept;
+
+ private:
+  static constexpr std::size_t kChunk = 1024;
+  using Chunk = std::array<FdSlot, kChunk>;
+
+  // Slots live in fixed-size chunks so their addresses never move: an accept inside
+  // drive() may create a slot while a reference to another one is in use.
+  FdSlot& slot(int fd);
+  FdSlot* find_slot(int fd) noexcept;
+  bool park(IoOp& op, FdSlot& s, WaitList& list) noexcept;
+  bool unpark(IoOp& op) noexcept;
+  void finish(IoOp& op, std::int64_t result) noexcept;
+  std::int64_t perform(IoOp& op, FdSlot& s) noexcept;
+  void drive(FdSlot& s, WaitList& list) noexcept;
+
+  Scheduler& sched_;
+  void* backend_;
+  RegisterFn register_fd_;
+  std::size_t pending_ = 0;
+  std::vector<std::unique_ptr<Chunk>> chunks_;
+};
+
+}  // namespace galay
