@@ -130,14 +130,6 @@ TEST_P(SchedulerTest, BlockOnReturnsWhileOtherTasksStaySuspended) {
   EXPECT_EQ(run([](JoinHandle<int>* h) -> Task<int> { co_return co_await *h; }(&h)), 7);
 }
 
-TEST(SchedulerSelection, ExplicitUnknownBackendIsAnError) {
-  // kqueue is not built into the Linux library (the emulation registers it in some tests).
-  if (find_backend(BackendKind::kqueue) != nullptr) GTEST_SKIP() << "kqueue registered in this binary";
-  auto s = Scheduler::create({BackendKind::kqueue});
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error(), Error::backend_unavailable);
-}
-
 TEST(SchedulerSelection, EnvironmentVariableForcesEpoll) {
   ::setenv("GALAY_KERNEL_BACKEND", "epoll", 1);
   auto s = Scheduler::create();
