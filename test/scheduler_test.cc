@@ -15,14 +15,14 @@ class SchedulerTest : public BackendTest {};
 constexpr int kThreads = 8, kPerThread = 2000;
 
 TEST_P(SchedulerTest, CrossThreadSpawnFromManyThreads) {
-  int done = 0;  // touched only on the scheduler thread
+  std::atomic<int> done{0};  // written on the scheduler thread, read by the watchdog
   std::atomic<int> spawned{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) {
-        sched().spawn([](int* d, Scheduler* s) -> Task<void> {
-            if (++*d == kThreads * kPerThread) s->stop();
+        sched().spawn([](std::atomic<int>* d, Scheduler* s) -> Task<void> {
+            if (d->fetch_add(1) + 1 == kThreads * kPerThread) s->stop();
             co_return;
           }(&done, sched_.get())).detach();
         spawned.fetch_add(1);
@@ -39,7 +39,7 @@ TEST_P(SchedulerTest, CrossThreadSpawnFromManyThreads) {
   // Whatever was spawned after the loop stopped runs on the next turn.
   sched().block_on([]() -> Task<void> { co_return; }());
   EXPECT_EQ(spawned.load(), kThreads * kPerThread);
-  EXPECT_EQ(done, kThreads * kPerThread);
+  EXPECT_EQ(done.load(), kThreads * kPerThread);
 }
 
 TEST_P(SchedulerTest, StopFromAnotherThreadWakesASleepingLoop) {

@@ -283,10 +283,11 @@ void Scheduler::post_root(std::coroutine_handle<detail::RootTask::promise_type> 
 
 void Scheduler::inject(Injected item) noexcept {
   injected_->queue.enqueue(item);
-  // Pairs with the fence in wait_for_work(): either the loop sees the item before it
-  // sleeps, or we see it sleeping and wake it. Only a sleeping loop costs a syscall.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false, std::memory_order_acq_rel)) {
+  // Dekker-style hand-off with wait_for_work(), all in seq_cst atomics (no fences, so TSan
+  // can check it): either the loop sees injected_count_ before it sleeps, or we see it
+  // sleeping and wake it. Only a sleeping loop costs a syscall.
+  injected_count_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) {
     wakeups_sent_.fetch_add(1, std::memory_order_relaxed);
     backend_->wake();
   }
@@ -300,8 +301,7 @@ void Scheduler::schedule(std::coroutine_handle<> h) noexcept {
 }
 
 void Scheduler::stop() noexcept {
-  stop_requested_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  stop_requested_.store(true, std::memory_order_seq_cst);
   if (current() != this) backend_->wake();
 }
 
@@ -325,6 +325,7 @@ bool Scheduler::drain_injected() {
     std::size_t n = injected_->queue.try_dequeue_bulk(items, 64);
     if (n == 0) break;
     any = true;
+    injected_count_.fetch_sub(n, std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
       if (items[i].new_root) {
         auto root = std::coroutine_handle<detail::RootTask::promise_type>::from_address(items[i].address);
@@ -366,9 +367,8 @@ void Scheduler::wait_for_work() {
     backend_->poll(timeout);
     return;
   }
-  sleeping_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (injected_->queue.size_approx() != 0 || stop_requested_.load(std::memory_order_relaxed)) {
+  sleeping_.store(true, std::memory_order_seq_cst);
+  if (injected_count_.load(std::memory_order_seq_cst) != 0 || stop_requested_.load(std::memory_order_seq_cst)) {
     sleeping_.store(false, std::memory_order_relaxed);
     backend_->poll(std::chrono::nanoseconds(0));
     return;

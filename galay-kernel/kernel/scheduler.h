@@ -289,6 +289,7 @@ class Scheduler {
   struct InjectionQueue;
   std::unique_ptr<InjectionQueue> injected_;
   std::atomic<bool> sleeping_{false};
+  std::atomic<std::size_t> injected_count_{0};  // items enqueued and not yet drained
   std::atomic<bool> stop_requested_{false};
   bool shutting_down_ = false;
   Stats stats_;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Command 1 of the README: build Release and run the echo benchmark on loopback.
+# bench_server (the library's default backend) and bench_client, 100 connections,
+# 256-byte messages, 5 seconds; prints bench_client's table.
+# Options: -c CONNS -s SIZE -d SECONDS --backend epoll|io_uring|kqueue|auto
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+conns=100 size=256 duration=5 backend=auto
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -c) conns=$2; shift 2 ;;
+    -s) size=$2; shift 2 ;;
+    -d) duration=$2; shift 2 ;;
+    --backend) backend=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+scripts/install-deps.sh
+build=build/release
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGALAY_KERNEL_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" --target bench_server bench_client
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cpus=$(nproc)
+pin_server="" pin_client=""
+if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then pin_server="taskset -c 0"; pin_client="taskset -c 1"; fi
+
+$pin_server "$build/bin/bench_server" "$port" --backend "$backend" &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1',$port)).close()" 2>/dev/null && break
+  sleep 0.1
+done
+$pin_client "$build/bin/bench_client" -h 127.0.0.1 -p "$port" -c "$conns" -s "$size" -d "$duration" --backend "$backend"
