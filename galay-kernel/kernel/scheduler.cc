@@ -196,6 +196,7 @@ Expected<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
     }
     // The backend needs the scheduler to deliver completions, so build both together.
     sched.reset(new Scheduler(nullptr, {}));
+    sched->options_ = options;
     auto backend = f->create(*sched);
     if (!backend) {
       reason += std::string(to_string(k)) + " failed to start: " + backend.error().message() + "; ";

@@ -186,6 +186,10 @@ class Scheduler {
     /// `automatic` tries io_uring, then epoll (kqueue on Apple/BSD). GALAY_KERNEL_BACKEND
     /// (epoll|io_uring|kqueue) overrides `automatic`, never an explicit choice.
     BackendKind backend = BackendKind::automatic;
+    /// io_uring: submission queue entries (a full SQ is submitted and retried, never an
+    /// error) and completion queue entries (0: 8x the SQ; overflow is flushed, not lost).
+    unsigned io_uring_sq_entries = 1024;
+    unsigned io_uring_cq_entries = 0;
   };
 
   /// Build a scheduler. An explicitly requested backend that can't run is an error
@@ -203,6 +207,7 @@ class Scheduler {
   /// Why this backend was chosen (and why others were not).
   const std::string& backend_reason() const noexcept { return backend_reason_; }
   Backend& backend() noexcept { return *backend_; }
+  const Options& options() const noexcept { return options_; }
 
   /// Start `task` on this scheduler. Callable from any thread.
   template <class T>
@@ -282,6 +287,7 @@ class Scheduler {
 
   std::unique_ptr<Backend> backend_;
   std::string backend_reason_;
+  Options options_;
   TimerQueue timers_;
   std::vector<std::coroutine_handle<>> ready_;
   std::vector<std::coroutine_handle<>> running_;

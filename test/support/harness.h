@@ -29,12 +29,16 @@ class BackendTest : public ::testing::TestWithParam<BackendKind> {
   void SetUp() override {
     if (std::string why = backend_unavailable_reason(GetParam()); !why.empty())
       GTEST_SKIP() << to_string(GetParam()) << " backend unavailable: " << why;
-    auto s = Scheduler::create({GetParam()});
+    Scheduler::Options opts = scheduler_options();
+    opts.backend = GetParam();
+    auto s = Scheduler::create(opts);
     ASSERT_TRUE(s.has_value()) << "creating " << to_string(GetParam()) << ": " << s.error().message();
     sched_ = std::move(*s);
     ASSERT_EQ(sched_->backend_kind(), GetParam());
   }
   void TearDown() override { sched_.reset(); }
+  /// Fixtures override this to tune the scheduler (e.g. a tiny io_uring).
+  virtual Scheduler::Options scheduler_options() { return {}; }
 
   /// Run `task` to completion on the scheduler; a hang fails the test after `limit`.
   template <class T>

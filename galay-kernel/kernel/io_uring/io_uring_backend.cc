@@ -24,8 +24,6 @@ namespace {
 constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
 
-constexpr unsigned kRingEntries = 1024;
-constexpr unsigned kCqEntries = 8 * kRingEntries;
 
 std::string flags_to_string(unsigned flags) {
   std::string s;
@@ -125,12 +123,14 @@ class IoUringBackend final : public Backend {
         IORING_SETUP_SUBMIT_ALL,
         0,
     };
+    const unsigned sq_entries = sched_.options().io_uring_sq_entries ? sched_.options().io_uring_sq_entries : 1024;
+    const unsigned cq_entries = sched_.options().io_uring_cq_entries ? sched_.options().io_uring_cq_entries : 8 * sq_entries;
     int r = -EINVAL;
     for (unsigned flags : attempts) {
       io_uring_params p{};
       p.flags = flags | IORING_SETUP_CQSIZE;
-      p.cq_entries = kCqEntries;
-      r = io_uring_queue_init_params(kRingEntries, &ring_, &p);
+      p.cq_entries = cq_entries;
+      r = io_uring_queue_init_params(sq_entries, &ring_, &p);
       if (r == 0) {
         setup_flags_ = p.flags;
         features_ = p.features;
