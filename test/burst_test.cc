@@ -28,8 +28,9 @@ class TinyRingTest : public BackendTest {
 constexpr int kPairs = 300;
 
 TEST_P(TinyRingTest, BurstOfCompletionsLosesNothing) {
-  if (GetParam() == BackendKind::io_uring)
+  if (GetParam() == BackendKind::io_uring) {
     EXPECT_NE(sched().backend().describe().find("sq=4 cq=8"), std::string::npos) << sched().backend().describe();
+  }
   auto body = []() -> Task<int> {
     std::vector<int> raw(kPairs * 2);
     std::vector<TcpSocket> readers, writers;
