@@ -3,6 +3,7 @@
 /// Umbrella header: the whole public API of galay-kernel.
 
 #include "galay-kernel/common/address.h"
+#include "galay-kernel/common/aligned_buffer.h"
 #include "galay-kernel/common/error.h"
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/kernel/backend.h"
@@ -12,4 +13,8 @@
 #include "galay-kernel/kernel/task.h"
 #include "galay-kernel/kernel/when_all.h"
 #include "galay-kernel/kernel/when_any.h"
+#include "galay-kernel/async/stream_receiver.h"
+#include "galay-kernel/async/file.h"
 #include "galay-kernel/async/tcp_socket.h"
+#include "galay-kernel/async/udp_socket.h"
+#include "galay-kernel/kernel/buffer_pool.h"

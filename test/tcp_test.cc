@@ -4,7 +4,10 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstring>
 #include <numeric>
@@ -417,6 +420,63 @@ TEST_P(TcpTest, ReadvWritev) {
       }
     }
     EXPECT_EQ(std::string(x, 4) + std::string(y, 7), "hello world");
+  };
+  run(body());
+}
+
+// Lowers the soft RLIMIT_NOFILE for its lifetime.
+struct FdLimit {
+  rlimit saved{};
+  explicit FdLimit(rlim_t soft) {
+    ::getrlimit(RLIMIT_NOFILE, &saved);
+    rlimit lowered = saved;
+    lowered.rlim_cur = soft;
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  }
+  ~FdLimit() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+};
+
+TEST_P(TcpTest, EmfileOnAcceptIsAnErrorAndTheListenerRecovers) {
+  auto body = []() -> Task<void> {
+    TcpSocket listener = loopback_listener();
+    auto addr = *listener.local_address();
+    std::vector<TcpSocket> clients;
+    for (int i = 0; i < 3; ++i) {  // connected in the kernel's backlog, not yet accepted
+      auto c = TcpSocket::open();
+      EXPECT_TRUE(co_await c->connect(addr));
+      clients.push_back(std::move(*c));
+    }
+    int spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int highest = spare;
+    for (auto& c : clients) highest = std::max(highest, c.native_handle());
+    std::vector<TcpSocket> accepted;
+    std::vector<int> fillers;
+    {
+      // Every fd number below the limit is taken (or would be, past the highest one).
+      FdLimit limit(static_cast<rlim_t>(highest + 1));
+      for (int fd = 0; fd <= highest; ++fd) {
+        if (::fcntl(fd, F_GETFD) < 0) {
+          fillers.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+      }
+      auto r = co_await listener.accept(2s);
+      CO_ASSERT_FALSE(r);
+      EXPECT_EQ(r.error(), std::errc::too_many_files_open) << r.error().message();
+      // Free one descriptor: the same listener accepts again.
+      ::close(spare);
+      auto ok = co_await listener.accept(2s);
+      EXPECT_TRUE(ok) << (ok ? "" : ok.error().message());
+      if (ok) accepted.push_back(std::move(*ok));
+      auto again = co_await listener.accept(2s);
+      CO_ASSERT_FALSE(again);
+      EXPECT_EQ(again.error(), std::errc::too_many_files_open);
+    }
+    for (int fd : fillers) ::close(fd);
+    // Limit restored: the remaining connections are accepted.
+    for (int i = 0; i < 2; ++i) {
+      auto more = co_await listener.accept(2s);
+      EXPECT_TRUE(more) << (more ? "" : more.error().message());
+    }
   };
   run(body());
 }

@@ -18,10 +18,6 @@ Expected<void> sys_result(int r) {
   if (r < 0) return errno_error(errno);
   return {};
 }
-Expected<void> set_int_option(int fd, int level, int name, int value) {
-  if (fd < 0) return errno_error(EBADF);
-  return sys_result(::setsockopt(fd, level, name, &value, sizeof(value)));
-}
 }  // namespace
 
 // ---- awaitables ----
@@ -52,8 +48,8 @@ Expected<TcpSocket> TcpSocket::adopt(int fd) {
 }
 
 Expected<TcpSocket> TcpSocket::open(AddressFamily family) {
-  int fd = ::socket(static_cast<int>(family), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno_error(errno);
+  int fd = open_fd(static_cast<int>(family), SOCK_STREAM);
+  if (fd < 0) return errno_error(-fd);
   return TcpSocket(fd, Scheduler::current());
 }
 
@@ -69,70 +65,13 @@ Expected<TcpSocket> TcpSocket::listen_on(const SocketAddress& addr, int backlog,
   return sock;
 }
 
-TcpSocket::TcpSocket(TcpSocket&& o) noexcept : fd_(std::exchange(o.fd_, -1)), sched_(std::exchange(o.sched_, nullptr)) {}
-
-TcpSocket& TcpSocket::operator=(TcpSocket&& o) noexcept {
-  if (this != &o) {
-    close_now();
-    fd_ = std::exchange(o.fd_, -1);
-    sched_ = std::exchange(o.sched_, nullptr);
-  }
-  return *this;
-}
-
-TcpSocket::~TcpSocket() { close_now(); }
-
-void TcpSocket::close_now() noexcept {
-  if (fd_ < 0) return;
-  // Go through the scheduler that knows this fd, so its waiters are woken and its
-  // bookkeeping is reset before the number can be reused.
-  Scheduler* s = sched_ ? sched_ : Scheduler::current();
-  if (s != nullptr)
-    s->backend().close_fd(fd_);
-  else
-    ::close(fd_);
-  fd_ = -1;
-}
-
-Expected<void> TcpSocket::bind(const SocketAddress& addr) {
-  if (fd_ < 0) return errno_error(EBADF);
-  return sys_result(::bind(fd_, addr.data(), addr.size()));
-}
-
 Expected<void> TcpSocket::listen(int backlog) {
   if (fd_ < 0) return errno_error(EBADF);
   return sys_result(::listen(fd_, backlog));
 }
 
-Expected<void> TcpSocket::set_reuse_addr(bool on) { return set_int_option(fd_, SOL_SOCKET, SO_REUSEADDR, on); }
-Expected<void> TcpSocket::set_reuse_port(bool on) { return set_int_option(fd_, SOL_SOCKET, SO_REUSEPORT, on); }
-Expected<void> TcpSocket::set_nodelay(bool on) { return set_int_option(fd_, IPPROTO_TCP, TCP_NODELAY, on); }
-Expected<void> TcpSocket::set_keepalive(bool on) { return set_int_option(fd_, SOL_SOCKET, SO_KEEPALIVE, on); }
-Expected<void> TcpSocket::set_recv_buffer_size(int bytes) { return set_int_option(fd_, SOL_SOCKET, SO_RCVBUF, bytes); }
-Expected<void> TcpSocket::set_send_buffer_size(int bytes) { return set_int_option(fd_, SOL_SOCKET, SO_SNDBUF, bytes); }
-
-Expected<SocketAddress> TcpSocket::local_address() const {
-  if (fd_ < 0) return errno_error(EBADF);
-  SocketAddress a;
-  socklen_t len = SocketAddress::capacity();
-  if (::getsockname(fd_, a.data(), &len) < 0) return errno_error(errno);
-  a.set_size(len);
-  return a;
-}
-
-Expected<SocketAddress> TcpSocket::peer_address() const {
-  if (fd_ < 0) return errno_error(EBADF);
-  SocketAddress a;
-  socklen_t len = SocketAddress::capacity();
-  if (::getpeername(fd_, a.data(), &len) < 0) return errno_error(errno);
-  a.set_size(len);
-  return a;
-}
-
-Expected<void> TcpSocket::shutdown(ShutdownHow how) {
-  if (fd_ < 0) return errno_error(EBADF);
-  return sys_result(::shutdown(fd_, static_cast<int>(how)));
-}
+Expected<void> TcpSocket::set_nodelay(bool on) { return set_option(IPPROTO_TCP, TCP_NODELAY, on); }
+Expected<void> TcpSocket::set_keepalive(bool on) { return set_option(SOL_SOCKET, SO_KEEPALIVE, on); }
 
 SizeAwaitable TcpSocket::recv(std::span<std::byte> buf, Timeout timeout) noexcept {
   SizeAwaitable a(OpCode::recv, fd_, timeout);
@@ -168,13 +107,6 @@ SizeAwaitable TcpSocket::writev(std::span<const iovec> iov, Timeout timeout) noe
   a.op().iov = iov.data();
   a.op().iovcnt = static_cast<int>(iov.size());
   return a;
-}
-
-VoidAwaitable TcpSocket::close() noexcept {
-  // The fd leaves this object now, so nothing new can start on it; the op finishes the job.
-  int fd = std::exchange(fd_, -1);
-  sched_ = nullptr;
-  return VoidAwaitable(OpCode::close, fd);
 }
 
 }  // namespace galay

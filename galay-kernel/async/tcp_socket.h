@@ -13,9 +13,7 @@
 /// library guarantees the kernel no longer touches them once it has returned, including
 /// after a timeout or cancellation.
 ///
-/// A socket belongs to the scheduler of the thread that created (or accepted) it; use it
-/// and destroy it on that thread. The scheduler holds fd numbers only, never pointers to
-/// the socket, so moving a socket is always safe.
+/// Ownership, closing and the common options come from Socket (socket.h).
 
 #include <sys/uio.h>
 
@@ -23,6 +21,7 @@
 #include <span>
 #include <string_view>
 
+#include "galay-kernel/async/socket.h"
 #include "galay-kernel/common/address.h"
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/kernel/io_op.h"
@@ -65,10 +64,7 @@ class ConnectAwaitable : public VoidAwaitable {
   SocketAddress addr_;
 };
 
-/// Ways to shut a connection down.
-enum class ShutdownHow { read = SHUT_RD, write = SHUT_WR, both = SHUT_RDWR };
-
-class TcpSocket {
+class TcpSocket : public Socket {
  public:
   /// An empty socket (is_open() == false); every operation on it fails with EBADF.
   TcpSocket() noexcept = default;
@@ -79,29 +75,13 @@ class TcpSocket {
   /// open + SO_REUSEADDR + bind + listen: the usual server start.
   static Expected<TcpSocket> listen_on(const SocketAddress& addr, int backlog = 4096, bool reuse_port = false);
 
-  TcpSocket(TcpSocket&& o) noexcept;
-  TcpSocket& operator=(TcpSocket&& o) noexcept;
-  TcpSocket(const TcpSocket&) = delete;
-  TcpSocket& operator=(const TcpSocket&) = delete;
-  /// Closes the fd; pending operations on it complete with operation_canceled.
-  ~TcpSocket();
-
-  bool is_open() const noexcept { return fd_ >= 0; }
-  int native_handle() const noexcept { return fd_; }
+  TcpSocket(TcpSocket&&) noexcept = default;
+  TcpSocket& operator=(TcpSocket&&) noexcept = default;
 
   // ---- set-up (synchronous) ----
-  Expected<void> bind(const SocketAddress& addr);
   Expected<void> listen(int backlog = 4096);
-  Expected<void> set_reuse_addr(bool on);
-  Expected<void> set_reuse_port(bool on);
   Expected<void> set_nodelay(bool on);
   Expected<void> set_keepalive(bool on);
-  Expected<void> set_recv_buffer_size(int bytes);
-  Expected<void> set_send_buffer_size(int bytes);
-  Expected<SocketAddress> local_address() const;
-  Expected<SocketAddress> peer_address() const;
-  /// Shut down one or both directions (half-close with ShutdownHow::write).
-  Expected<void> shutdown(ShutdownHow how);
 
   // ---- awaitable I/O ----
 
@@ -143,22 +123,10 @@ class TcpSocket {
   SizeAwaitable readv(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
   SizeAwaitable writev(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
 
-  /// Wait until readable / writable (for callers that need readiness, e.g. to use a
-  /// third-party non-blocking API on the fd).
-  VoidAwaitable wait_readable(Timeout timeout = {}) noexcept { return VoidAwaitable(OpCode::poll_read, fd_, timeout); }
-  VoidAwaitable wait_writable(Timeout timeout = {}) noexcept { return VoidAwaitable(OpCode::poll_write, fd_, timeout); }
-
-  /// Close the socket: pending operations complete with operation_canceled first, then the
-  /// fd is released. The socket is empty afterwards; closing an empty socket yields EBADF.
-  VoidAwaitable close() noexcept;
 
  private:
-  TcpSocket(int fd, Scheduler* sched) noexcept : fd_(fd), sched_(sched) {}
+  TcpSocket(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
   friend class AcceptAwaitable;
-  void close_now() noexcept;
-
-  int fd_ = -1;
-  Scheduler* sched_ = nullptr;
 };
 
 }  // namespace galay

@@ -8,10 +8,12 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/buffer_pool.h"
 #include "galay-kernel/kernel/io_op.h"
 
 namespace galay {
@@ -36,6 +38,17 @@ class Backend {
   /// Scheduler::complete(). Returns false if it finished synchronously with op.result set.
   virtual bool start(IoOp& op) noexcept = 0;
 
+  /// Start several ops as one group (FileBatch::submit()); the caller has marked each one
+  /// pending and set its scheduler and waiter. On return each op is either still pending
+  /// (it completes later through Scheduler::complete(), never inside this call) or finished
+  /// now, with op.state == OpState::done and op.result set. Backends that can hand a group
+  /// to the kernel in one call override this (epoll: one io_submit for the libaio ops;
+  /// io_uring: one submit); the default starts the ops one by one.
+  virtual void start_batch(std::span<IoOp* const> ops) noexcept {
+    for (IoOp* op : ops)
+      if (!start(*op)) op->state = OpState::done;
+  }
+
   /// Ask a pending op to finish early (op.cancel_reason is set). It still completes through
   /// Scheduler::complete(), and only once the kernel no longer uses its buffers.
   virtual void cancel(IoOp& op) noexcept = 0;
@@ -59,6 +72,18 @@ class Backend {
 
   /// Number of ops the backend currently holds.
   virtual std::size_t pending_ops() const noexcept = 0;
+
+  // ---- pooled receive (BufferPool, StreamReceiver; OpCode::recv_pooled) ----
+
+  /// Prepare `pool` for this backend (io_uring: register it as a provided-buffer ring).
+  virtual std::error_code attach_pool(BufferPool& pool) = 0;
+  /// The pool is being destroyed (no receiver or chunk uses it any more).
+  virtual void detach_pool(BufferPool& pool) noexcept = 0;
+  /// The caller dropped buffer `id`: make it receivable again and wake starved receivers.
+  virtual void recycle(BufferPool& pool, std::uint16_t id) noexcept = 0;
+  /// A receiver is going away: end its kernel receive, wait until the kernel has, and
+  /// return its queued buffers to the pool.
+  virtual void release_receiver(PooledRecvState& st) noexcept = 0;
 };
 
 class Scheduler;

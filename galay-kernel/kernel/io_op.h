@@ -53,6 +53,9 @@ enum class OpCode : std::uint8_t {
   fsync,       ///< file: flush data and metadata
   fdatasync,   ///< file: flush data
   fallocate,   ///< file: aux = mode, offset, len
+  recv_pooled, ///< buf: PooledRecvState*; result: bytes (0 = EOF), aux: buffer id
+  recvmsg,     ///< msg (msg_name, msg_iov set); result: bytes; msg.msg_flags/msg_namelen filled in
+  sendmsg,     ///< msg; result: bytes (never raises SIGPIPE)
 };
 
 /// Modifiers for an IoOp.
@@ -62,10 +65,20 @@ enum OpFlag : std::uint8_t {
   op_direct_file = 1u << 2,  ///< the file was opened O_DIRECT (libaio can do it asynchronously)
 };
 
+/// True for the positioned file opcodes (read_at ... fallocate), which readiness backends
+/// cannot wait for and hand to libaio or the blocking pool instead.
+constexpr bool is_file_op(OpCode c) noexcept { return c >= OpCode::read_at && c <= OpCode::fallocate; }
+
 enum class OpState : std::uint8_t { idle, pending, done };
 
 /// Result value used when an operation was started with no scheduler on the thread.
 inline constexpr std::int64_t kNoSchedulerResult = -(std::int64_t{1} << 40);
+
+/// Results at or below this encode a galay::Error rather than an errno, for argument checks
+/// that fail an op before any backend sees it (O_DIRECT alignment). Far below any -errno.
+inline constexpr std::int64_t kGalayErrorBase = -(std::int64_t{1} << 41);
+/// The IoOp::result that makes error() yield `e`.
+constexpr std::int64_t galay_error_result(Error e) noexcept { return kGalayErrorBase - static_cast<std::int64_t>(e); }
 
 /// One in-flight (or finished) I/O operation. Not movable: backends hold its address.
 class IoOp final : public Cancellable {
@@ -89,6 +102,7 @@ class IoOp final : public Cancellable {
   /// The result as an error_code (only meaningful when result < 0).
   std::error_code error() const noexcept {
     if (result == kNoSchedulerResult) return make_error_code(Error::not_bound_to_scheduler);
+    if (result <= kGalayErrorBase) return make_error_code(static_cast<Error>(kGalayErrorBase - result));
     return errno_code(static_cast<int>(-result));
   }
   Expected<std::size_t> size_result() const noexcept {
@@ -134,15 +148,25 @@ class IoOp final : public Cancellable {
 class IoAwaitable {
  public:
   IoAwaitable(OpCode code, int fd, Timeout timeout = {}) noexcept : op_(code, fd), timeout_(timeout) {}
-  bool await_ready() const noexcept { return false; }
+  /// Ready at once only when fail_before_submit() was called; the op then never starts.
+  bool await_ready() noexcept {
+    if (preset_result_ == 0) return false;
+    op_.result = preset_result_;
+    op_.state = OpState::done;
+    return true;
+  }
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     return op_.begin(h, detail::scope_of(h.promise()), timeout_);
   }
+  /// Make the awaitable yield `e` without reaching any backend (a bad argument found while
+  /// building it). Kept outside the IoOp, which does not carry results across a move.
+  void fail_before_submit(Error e) noexcept { preset_result_ = galay_error_result(e); }
 
  protected:
   IoOp op_;
   Timeout timeout_;
+  std::int64_t preset_result_ = 0;
 };
 
 /// Awaitable whose result is a byte count (recv, send, readv, ...).

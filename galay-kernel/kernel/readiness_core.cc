@@ -14,7 +14,8 @@ namespace galay {
 namespace {
 
 bool is_read_side(OpCode c) noexcept {
-  return c == OpCode::accept || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read;
+  return c == OpCode::accept || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read ||
+         c == OpCode::recv_pooled || c == OpCode::recvmsg;
 }
 bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
 
@@ -83,6 +84,9 @@ bool ReadinessCore::start(IoOp& op) noexcept {
     }
     case OpCode::accept:
     case OpCode::recv:
+    case OpCode::recv_pooled:
+    case OpCode::recvmsg:
+    case OpCode::sendmsg:
     case OpCode::send:
     case OpCode::readv:
     case OpCode::writev:
@@ -192,6 +196,36 @@ std::int64_t ReadinessCore::perform(IoOp& op, FdSlot& s) noexcept {
         r = ::readv(op.fd, op.iov, op.iovcnt);
         if (r >= 0) return r;
         break;
+      case OpCode::recvmsg:
+        r = ::recvmsg(op.fd, &op.msg, 0);
+        if (r >= 0) return r;
+        break;
+      case OpCode::sendmsg:
+        r = ::sendmsg(op.fd, &op.msg, kNoSignal);
+        if (r >= 0) return r;
+        break;
+      case OpCode::recv_pooled: {
+        auto& st = *static_cast<PooledRecvState*>(op.buf);
+        std::uint16_t id;
+        if (!st.pool->pop_free(id)) {
+          // Pool dry: wait (still parked as a reader) until recycle() hands a buffer back.
+          st.pool->add_starved(st);
+          return -EAGAIN;
+        }
+        r = ::recv(op.fd, st.pool->buffer(id), st.pool->buffer_size(), 0);
+        if (r > 0) {
+          if (static_cast<std::size_t>(r) < st.pool->buffer_size() && !s.read_closed) s.readable = false;
+          st.pool->note_taken();
+          op.aux = id;
+          return r;
+        }
+        st.pool->push_free(id);
+        if (r == 0) {
+          op.aux = -1;
+          return 0;
+        }
+        break;
+      }
       case OpCode::send: {
         auto* base = static_cast<const char*>(op.buf);
         r = ::send(op.fd, base + op.done_bytes, op.len - op.done_bytes, kNoSignal);
@@ -254,6 +288,22 @@ void ReadinessCore::drive(FdSlot& s, WaitList& list) noexcept {
     finish(*op, r);
   }
 }
+
+std::error_code ReadinessCore::attach_pool(BufferPool& pool) {
+  for (unsigned i = pool.count(); i-- > 0;) pool.push_free(static_cast<std::uint16_t>(i));
+  return {};
+}
+
+void ReadinessCore::recycle(BufferPool& pool, std::uint16_t id) noexcept {
+  pool.push_free(id);
+  // Let every starved receiver retry: one that finds no data gives the buffer back, and
+  // one that finds the pool dry again re-joins the (new) starved list.
+  kick_scratch_.clear();
+  while (PooledRecvState* st = pool.take_starved()) kick_scratch_.push_back(st->fd);
+  for (int fd : kick_scratch_) on_ready(fd, true, false, false);
+}
+
+void ReadinessCore::release_receiver(PooledRecvState& st) noexcept { st.pool->remove_starved(st); }
 
 void ReadinessCore::on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept {
   FdSlot* sp = find_slot(fd);

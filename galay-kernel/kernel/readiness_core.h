@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "galay-kernel/kernel/buffer_pool.h"
 #include "galay-kernel/kernel/io_op.h"
 #include "galay-kernel/kernel/wait_list.h"
 
@@ -39,6 +40,8 @@ class ReadinessCore {
       : sched_(sched), backend_(backend), register_fd_(register_fd) {}
 
   /// Backend::start for every code the core handles (sockets, close, readiness waits).
+  /// File opcodes (is_file_op()) never get here: readiness can't be waited for on regular
+  /// files, so the backends route them to libaio or the BlockingPool first (EOPNOTSUPP here).
   bool start(IoOp& op) noexcept;
   /// Backend::cancel / abandon.
   void cancel(IoOp& op) noexcept;
@@ -48,6 +51,11 @@ class ReadinessCore {
   /// Complete every parked op with operation_canceled.
   void cancel_all() noexcept;
   std::size_t pending() const noexcept { return pending_; }
+
+  /// Pooled receive: the readiness backends' half of Backend's pool methods.
+  std::error_code attach_pool(BufferPool& pool);
+  void recycle(BufferPool& pool, std::uint16_t id) noexcept;
+  void release_receiver(PooledRecvState& st) noexcept;
 
   /// Feed an event: the fd became readable and/or writable, or the peer closed it.
   void on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept;
@@ -71,6 +79,7 @@ class ReadinessCore {
   RegisterFn register_fd_;
   std::size_t pending_ = 0;
   std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::vector<int> kick_scratch_;  // recycle(): starved receivers to retry
 };
 
 }  // namespace galay

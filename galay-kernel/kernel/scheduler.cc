@@ -240,6 +240,11 @@ Scheduler::Scheduler(std::unique_ptr<Backend> backend, std::string reason)
 
 Scheduler::~Scheduler() {
   if (!backend_) return;  // construction failed half-way
+  shutdown();
+  backend_.reset();
+}
+
+void Scheduler::shutdown() noexcept {
   Scheduler* previous = exchange_current(this);
   shutting_down_ = true;
   // 1. Take every operation away from the kernel, so no buffer in a frame is still in use.
@@ -253,7 +258,8 @@ Scheduler::~Scheduler() {
   //    it awaits, whose awaitables disarm their timers.
   while (roots_ != nullptr) std::coroutine_handle<detail::RootTask::promise_type>::from_promise(*roots_).destroy();
   ready_.clear();
-  backend_.reset();
+  injected_count_.store(0, std::memory_order_relaxed);
+  shutting_down_ = false;
   exchange_current(previous);
 }
 

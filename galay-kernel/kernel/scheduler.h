@@ -199,9 +199,14 @@ class Scheduler {
 
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
-  /// Cancels and drains every pending operation, then destroys every unfinished task.
-  /// Must not run while run() is active on another thread.
+  /// shutdown(), then releases the backend. Must not run while run() is active.
   ~Scheduler();
+
+  /// Cancel every pending operation, wait until the kernel has let go of all of them, then
+  /// destroy every unfinished task (each frame exactly once). Objects the tasks use that
+  /// outlive them (a BufferPool, say) can be destroyed after this and before the
+  /// scheduler. The scheduler stays usable. Call on the loop's thread, not during run().
+  void shutdown() noexcept;
 
   BackendKind backend_kind() const noexcept { return backend_->kind(); }
   /// Why this backend was chosen (and why others were not).

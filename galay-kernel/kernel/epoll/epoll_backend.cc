@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "galay-kernel/kernel/blocking_pool.h"
+#include "galay-kernel/kernel/epoll/aio_engine.h"
 #include "galay-kernel/kernel/scheduler.h"
 #include "galay-kernel/kernel/readiness_core.h"
 
@@ -20,8 +22,15 @@ namespace {
 
 class EpollBackend final : public Backend {
  public:
-  explicit EpollBackend(Scheduler& sched) : core_(sched, this, &EpollBackend::register_fd) {}
+  explicit EpollBackend(Scheduler& sched)
+      : core_(sched, this, &EpollBackend::register_fd),
+        pool_(BlockingPool::shared(), sched, &EpollBackend::wake_from_pool, this),
+        sched_(sched) {}
   ~EpollBackend() override {
+    // Workers and the kernel must be done with every op before the eventfds go away.
+    pool_.cancel_all_and_drain();
+    if (aio_) aio_->cancel_all_and_drain();
+    aio_.reset();
     if (wake_fd_ >= 0) ::close(wake_fd_);
     if (epfd_ >= 0) ::close(epfd_);
   }
@@ -39,14 +48,69 @@ class EpollBackend final : public Backend {
   }
 
   BackendKind kind() const noexcept override { return BackendKind::epoll; }
-  std::string describe() const override { return "epoll edge-triggered, persistent registration, eventfd wakeup"; }
 
-  bool start(IoOp& op) noexcept override { return core_.start(op); }
-  void cancel(IoOp& op) noexcept override { core_.cancel(op); }
-  void abandon(IoOp& op) noexcept override { core_.abandon(op); }
-  void close_fd(int fd) noexcept override { (void)core_.close_now(fd); }
-  void cancel_all_and_drain() noexcept override { core_.cancel_all(); }
-  std::size_t pending_ops() const noexcept override { return core_.pending(); }
+  std::string describe() const override {
+    return "epoll edge-triggered, persistent registration, eventfd wakeup; files: " +
+           (aio_ ? aio_->describe() : std::string("libaio for O_DIRECT: not started")) +
+           ", buffered via a " + std::to_string(BlockingPool::shared().threads()) + "-thread pool";
+  }
+
+  // File ops never reach the readiness core (it can't wait for regular files): O_DIRECT
+  // reads and writes go to libaio, everything else to the blocking pool.
+  bool start(IoOp& op) noexcept override {
+    if (is_file_op(op.code)) {
+      if (op.fd < 0) {
+        op.result = -EBADF;
+        return false;
+      }
+      if (AioEngine::eligible(op) && aio().accepts(op)) return aio_->start(op);
+      pool_.submit(op);
+      return true;
+    }
+    if (op.code == OpCode::close) pool_.release_fd(op.fd);
+    return core_.start(op);
+  }
+
+  void start_batch(std::span<IoOp* const> ops) noexcept override {
+    // The libaio ops go to the kernel in one io_submit; the rest start one by one.
+    batch_buf_.clear();
+    for (IoOp* op : ops) {
+      if (op->fd >= 0 && AioEngine::eligible(*op) && aio().accepts(*op))
+        batch_buf_.push_back(op);
+      else if (!start(*op))
+        op->state = OpState::done;
+    }
+    if (!batch_buf_.empty()) aio_->start_batch(batch_buf_);
+  }
+
+  void cancel(IoOp& op) noexcept override {
+    if (!is_file_op(op.code)) return core_.cancel(op);
+    if (aio_ && aio_->owns(op)) return aio_->cancel(op);
+    pool_.cancel(op);
+  }
+  void abandon(IoOp& op) noexcept override {
+    if (!is_file_op(op.code)) return core_.abandon(op);
+    if (aio_ && aio_->owns(op)) return aio_->abandon(op);
+    pool_.abandon(op);
+  }
+  void close_fd(int fd) noexcept override {
+    // A pool worker must not run a syscall on the number once it is closed (and reused).
+    // libaio needs nothing: the kernel holds its own reference to the file.
+    pool_.release_fd(fd);
+    (void)core_.close_now(fd);
+  }
+  void cancel_all_and_drain() noexcept override {
+    core_.cancel_all();
+    if (aio_) aio_->cancel_all_and_drain();
+    pool_.cancel_all_and_drain();
+  }
+  std::size_t pending_ops() const noexcept override {
+    return core_.pending() + pool_.pending() + (aio_ ? aio_->pending() : 0);
+  }
+  std::error_code attach_pool(BufferPool& pool) override { return core_.attach_pool(pool); }
+  void detach_pool(BufferPool&) noexcept override {}
+  void recycle(BufferPool& pool, std::uint16_t id) noexcept override { core_.recycle(pool, id); }
+  void release_receiver(PooledRecvState& st) noexcept override { core_.release_receiver(st); }
 
   void poll(std::optional<std::chrono::nanoseconds> timeout) override {
     int n;
@@ -70,6 +134,7 @@ class EpollBackend final : public Backend {
       n = ::epoll_wait(epfd_, events_, kMaxEvents, ms);
     }
     for (int i = 0; i < n; ++i) dispatch(events_[i]);
+    pool_.deliver();
   }
 
   void wake() noexcept override {
@@ -79,6 +144,13 @@ class EpollBackend final : public Backend {
 
  private:
   static constexpr int kMaxEvents = 256;
+
+  static void wake_from_pool(void* self) { static_cast<EpollBackend*>(self)->wake(); }
+
+  AioEngine& aio() {
+    if (!aio_) aio_ = std::make_unique<AioEngine>(sched_, epfd_);
+    return *aio_;
+  }
 
   static int register_fd(void* self, int fd) {
     auto* b = static_cast<EpollBackend*>(self);
@@ -98,12 +170,20 @@ class EpollBackend final : public Backend {
       [[maybe_unused]] ssize_t r = ::read(wake_fd_, &v, sizeof(v));
       return;
     }
+    if (aio_ && ev.data.fd == aio_->event_fd()) {
+      aio_->on_event();
+      return;
+    }
     const std::uint32_t e = ev.events;
     const bool closed = e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     core_.on_ready(ev.data.fd, e & EPOLLIN, e & (EPOLLOUT | EPOLLHUP | EPOLLERR), closed);
   }
 
   ReadinessCore core_;
+  BlockingPool::Client pool_;
+  std::unique_ptr<AioEngine> aio_;  // created by the first O_DIRECT op
+  std::vector<IoOp*> batch_buf_;
+  Scheduler& sched_;
   int epfd_ = -1;
   int wake_fd_ = -1;
   bool use_pwait2_ = true;

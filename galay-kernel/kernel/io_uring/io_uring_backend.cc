@@ -19,10 +19,12 @@
 namespace galay {
 namespace {
 
-// user_data: an IoOp's address, or one of these tags for the backend's own SQEs.
-// IoOps are at least 8-byte aligned, so small integers never collide with them.
+// user_data: an IoOp's address, or one of these tags for the backend's own SQEs (compared
+// exactly, first). IoOps are at least 8-byte aligned, so small integers never collide.
 constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
+// A multishot recv: the PooledRecvState's address with this low bit set.
+constexpr std::uint64_t kMultishotBit = 1;
 
 
 std::string flags_to_string(unsigned flags) {
@@ -43,7 +45,7 @@ std::string flags_to_string(unsigned flags) {
 constexpr int kRequiredOps[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,  IORING_OP_SEND,
                                 IORING_OP_READV,  IORING_OP_WRITEV,  IORING_OP_CLOSE, IORING_OP_ASYNC_CANCEL,
                                 IORING_OP_POLL_ADD, IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_FSYNC,
-                                IORING_OP_FALLOCATE, IORING_OP_SENDMSG};
+                                IORING_OP_FALLOCATE, IORING_OP_SENDMSG, IORING_OP_RECVMSG};
 
 const char* op_name(int op) {
   switch (op) {
@@ -61,6 +63,7 @@ const char* op_name(int op) {
     case IORING_OP_FSYNC: return "FSYNC";
     case IORING_OP_FALLOCATE: return "FALLOCATE";
     case IORING_OP_SENDMSG: return "SENDMSG";
+    case IORING_OP_RECVMSG: return "RECVMSG";
   }
   return "?";
 }
@@ -166,6 +169,7 @@ class IoUringBackend final : public Backend {
       op.result = -EBADF;
       return false;
     }
+    if (op.code == OpCode::recv_pooled) return start_pooled(op);
     if (op.code == OpCode::close && ops_on(op.fd) > 0) {
       // Cancel everything still pending on the fd, then close it. The hard link keeps the
       // order (the close runs after the cancel, whatever the cancel's result).
@@ -181,12 +185,31 @@ class IoUringBackend final : public Backend {
   }
 
   void cancel(IoOp& op) noexcept override {
+    if (op.code == OpCode::recv_pooled) {
+      // The waiting op owns no buffer (the pool does): detach it and let the multishot
+      // recv run on; what arrives meanwhile queues in the receiver.
+      auto& st = *static_cast<PooledRecvState*>(op.buf);
+      if (st.waiting == &op) {
+        st.waiting = nullptr;
+        --pending_;
+        sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason));
+      }
+      return;
+    }
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(&op), 0);
     io_uring_sqe_set_data64(sqe, kTagIgnore);
   }
 
   void abandon(IoOp& op) noexcept override {
+    if (op.code == OpCode::recv_pooled) {
+      auto& st = *static_cast<PooledRecvState*>(op.buf);
+      if (st.waiting == &op) {
+        st.waiting = nullptr;
+        --pending_;
+      }
+      return;
+    }
     // The op's frame is going away: nothing may resume it, and we must not return while
     // the kernel can still write into it.
     op.waiter = std::noop_coroutine();
@@ -239,6 +262,63 @@ class IoUringBackend final : public Backend {
   }
 
   std::size_t pending_ops() const noexcept override { return pending_; }
+
+  // ---- provided-buffer ring and multishot recv ----
+
+  std::error_code attach_pool(BufferPool& pool) override {
+    // The ring of buffer descriptors must be page-aligned shared memory for the kernel.
+    const std::size_t bytes = sizeof(io_uring_buf) * pool.count();
+    void* mem = nullptr;
+    if (posix_memalign(&mem, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), bytes) != 0)
+      return errno_code(ENOMEM);
+    auto* br = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_ring_init(br);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uint64_t>(br);
+    reg.ring_entries = pool.count();
+    reg.bgid = next_group_id_;
+    if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0) {
+      std::free(mem);
+      return errno_code(-r);  // pre-5.19 kernels: EINVAL; the caller may use plain recv
+    }
+    pool.group_id = next_group_id_++;
+    pool.backend_handle = br;
+    const int mask = io_uring_buf_ring_mask(pool.count());
+    for (unsigned i = 0; i < pool.count(); ++i)
+      io_uring_buf_ring_add(br, pool.buffer(static_cast<std::uint16_t>(i)), pool.buffer_size(),
+                            static_cast<unsigned short>(i), mask, static_cast<int>(i));
+    io_uring_buf_ring_advance(br, static_cast<int>(pool.count()));
+    return {};
+  }
+
+  void detach_pool(BufferPool& pool) noexcept override {
+    if (pool.backend_handle == nullptr) return;
+    io_uring_unregister_buf_ring(&ring_, pool.group_id);
+    std::free(pool.backend_handle);
+    pool.backend_handle = nullptr;
+  }
+
+  void recycle(BufferPool& pool, std::uint16_t id) noexcept override {
+    auto* br = static_cast<io_uring_buf_ring*>(pool.backend_handle);
+    io_uring_buf_ring_add(br, pool.buffer(id), pool.buffer_size(), id, io_uring_buf_ring_mask(pool.count()), 0);
+    io_uring_buf_ring_advance(br, 1);
+    // Receivers whose multishot recv ended with ENOBUFS get it back now.
+    while (PooledRecvState* st = pool.take_starved()) arm_multishot(*st);
+  }
+
+  void release_receiver(PooledRecvState& st) noexcept override {
+    st.pool->remove_starved(st);
+    if (st.armed) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(&st) | kMultishotBit, 0);
+      io_uring_sqe_set_data64(sqe, kTagIgnore);
+      // The final CQE (without F_MORE) is the kernel letting go of the receiver.
+      while (st.armed) reap(true, nullptr);
+    }
+    std::uint16_t id;
+    std::uint32_t len;
+    while (st.pool->pop_chunk(st, id, len)) PooledChunk(st.pool, id, len).reset();
+  }
 
  private:
   void arm_wake() {
@@ -318,6 +398,15 @@ class IoUringBackend final : public Backend {
       case OpCode::fallocate:
         io_uring_prep_fallocate(sqe, op.fd, op.aux, op.offset, static_cast<off_t>(op.len));
         break;
+      case OpCode::recvmsg:
+        io_uring_prep_recvmsg(sqe, op.fd, &op.msg, 0);
+        break;
+      case OpCode::sendmsg:
+        io_uring_prep_sendmsg(sqe, op.fd, &op.msg, MSG_NOSIGNAL);
+        break;
+      case OpCode::recv_pooled:  // multishot, see start_pooled()
+        io_uring_prep_nop(sqe);
+        break;
     }
     io_uring_sqe_set_data(sqe, &op);
   }
@@ -356,17 +445,90 @@ class IoUringBackend final : public Backend {
       }
       if (n == 0) return;
       io_uring_cq_advance(&ring_, n);
-      for (unsigned i = 0; i < n; ++i) handle(batch[i].user_data, batch[i].res);
+      for (unsigned i = 0; i < n; ++i) handle(batch[i].user_data, batch[i].res, batch[i].flags);
       if (n < 256 && !io_uring_cq_has_overflow(&ring_)) return;
       if (io_uring_cq_has_overflow(&ring_)) io_uring_get_events(&ring_);  // flush the kernel's backlog
     }
   }
 
-  void handle(std::uint64_t user_data, std::int32_t res) noexcept {
+  bool start_pooled(IoOp& op) noexcept {
+    auto& st = *static_cast<PooledRecvState*>(op.buf);
+    if (deliver_now(st, op)) return false;
+    st.waiting = &op;
+    ++pending_;
+    if (!st.armed && !st.starved) arm_multishot(st);
+    return true;
+  }
+
+  // Give `op` the next queued chunk or the stream's end; false if there is neither.
+  static bool deliver_now(PooledRecvState& st, IoOp& op) noexcept {
+    std::uint16_t id;
+    std::uint32_t len;
+    if (st.pool->pop_chunk(st, id, len)) {
+      op.aux = id;
+      op.result = len;
+      return true;
+    }
+    if (st.has_final) {
+      op.aux = -1;
+      op.result = st.final_result;
+      return true;
+    }
+    return false;
+  }
+
+  void arm_multishot(PooledRecvState& st) noexcept {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv_multishot(sqe, st.fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = st.pool->group_id;
+    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(&st) | kMultishotBit);
+    st.armed = true;
+    ++ops_on_slot(st.fd);  // so close() cancels it
+  }
+
+  void handle_multishot(PooledRecvState& st, std::int32_t res, std::uint32_t flags) noexcept {
+    if (flags & IORING_CQE_F_BUFFER) {
+      auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      st.pool->note_taken();
+      if (res > 0) st.pool->push_chunk(st, id, static_cast<std::uint32_t>(res));
+      else PooledChunk(st.pool, id, 0).reset();  // not expected, but never leak a buffer
+    }
+    if (!(flags & IORING_CQE_F_MORE)) {
+      st.armed = false;
+      --ops_on_slot(st.fd);
+      if (res == -ENOBUFS) {
+        // The ring ran dry. Re-arm once a buffer comes back (or now, if one already has).
+        if (st.pool->available() > 0 && !draining_) arm_multishot(st);
+        else st.pool->add_starved(st);
+      } else if (res <= 0) {
+        st.has_final = true;
+        st.final_result = res;  // 0: EOF; ECANCELED (close/shutdown) or a socket error
+      } else if (st.waiting != nullptr && !draining_) {
+        arm_multishot(st);  // ended for another reason (e.g. a full CQ): keep receiving
+      }
+    }
+    if (st.waiting != nullptr) {
+      IoOp& op = *st.waiting;
+      if (deliver_now(st, op)) {
+        st.waiting = nullptr;
+        --pending_;
+        sched_.complete(op, op.result);
+      } else if (!st.armed && !st.starved && !draining_) {
+        arm_multishot(st);
+      }
+    }
+  }
+
+  void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept {
     if (user_data == kTagIgnore) return;
     if (user_data == kTagWake) {
       wake_armed_ = false;
       if (!draining_ && res != -ECANCELED) arm_wake();
+      return;
+    }
+    if (user_data & kMultishotBit) {
+      handle_multishot(*reinterpret_cast<PooledRecvState*>(user_data & ~kMultishotBit), res, flags);
       return;
     }
     IoOp& op = *reinterpret_cast<IoOp*>(user_data);
@@ -406,6 +568,7 @@ class IoUringBackend final : public Backend {
   bool draining_ = false;
   std::size_t pending_ = 0;
   std::vector<std::uint32_t> fd_ops_;
+  std::uint16_t next_group_id_ = 1;
 };
 
 }  // namespace

@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <string>
 
+#include "galay-kernel/kernel/blocking_pool.h"
 #include "galay-kernel/kernel/readiness_core.h"
 #include "galay-kernel/kernel/scheduler.h"
 
@@ -19,8 +21,11 @@ constexpr std::uintptr_t kWakeIdent = 0x6a6b;  // EVFILT_USER ident for cross-th
 
 class KqueueBackend final : public Backend {
  public:
-  explicit KqueueBackend(Scheduler& sched) : core_(sched, this, &KqueueBackend::register_fd) {}
+  explicit KqueueBackend(Scheduler& sched)
+      : core_(sched, this, &KqueueBackend::register_fd),
+        pool_(BlockingPool::shared(), sched, &KqueueBackend::wake_from_pool, this) {}
   ~KqueueBackend() override {
+    pool_.cancel_all_and_drain();  // workers wake us through kq_: they must be done first
     if (kq_ >= 0) ::close(kq_);
   }
 
@@ -34,14 +39,46 @@ class KqueueBackend final : public Backend {
   }
 
   BackendKind kind() const noexcept override { return BackendKind::kqueue; }
-  std::string describe() const override { return "kqueue EV_CLEAR, persistent registration, EVFILT_USER wakeup"; }
+  std::string describe() const override {
+    return "kqueue EV_CLEAR, persistent registration, EVFILT_USER wakeup; files via a " +
+           std::to_string(BlockingPool::shared().threads()) + "-thread pool";
+  }
 
-  bool start(IoOp& op) noexcept override { return core_.start(op); }
-  void cancel(IoOp& op) noexcept override { core_.cancel(op); }
-  void abandon(IoOp& op) noexcept override { core_.abandon(op); }
-  void close_fd(int fd) noexcept override { (void)core_.close_now(fd); }
-  void cancel_all_and_drain() noexcept override { core_.cancel_all(); }
-  std::size_t pending_ops() const noexcept override { return core_.pending(); }
+  // kqueue can't wait for regular files: every file op runs on the blocking pool, which
+  // reports back through EVFILT_USER (wake()) and is delivered at the end of poll().
+  bool start(IoOp& op) noexcept override {
+    if (is_file_op(op.code)) {
+      if (op.fd < 0) {
+        op.result = -EBADF;
+        return false;
+      }
+      pool_.submit(op);
+      return true;
+    }
+    if (op.code == OpCode::close) pool_.release_fd(op.fd);
+    return core_.start(op);
+  }
+  void cancel(IoOp& op) noexcept override {
+    if (is_file_op(op.code)) return pool_.cancel(op);
+    core_.cancel(op);
+  }
+  void abandon(IoOp& op) noexcept override {
+    if (is_file_op(op.code)) return pool_.abandon(op);
+    core_.abandon(op);
+  }
+  void close_fd(int fd) noexcept override {
+    pool_.release_fd(fd);  // no worker may touch the number once it can be reused
+    (void)core_.close_now(fd);
+  }
+  void cancel_all_and_drain() noexcept override {
+    core_.cancel_all();
+    pool_.cancel_all_and_drain();
+  }
+  std::size_t pending_ops() const noexcept override { return core_.pending() + pool_.pending(); }
+  std::error_code attach_pool(BufferPool& pool) override { return core_.attach_pool(pool); }
+  void detach_pool(BufferPool&) noexcept override {}
+  void recycle(BufferPool& pool, std::uint16_t id) noexcept override { core_.recycle(pool, id); }
+  void release_receiver(PooledRecvState& st) noexcept override { core_.release_receiver(st); }
 
   void poll(std::optional<std::chrono::nanoseconds> timeout) override {
     timespec ts{};
@@ -64,6 +101,7 @@ class KqueueBackend final : public Backend {
         core_.on_ready(fd, false, true, false);
       }
     }
+    pool_.deliver();
   }
 
   void wake() noexcept override {
@@ -74,6 +112,8 @@ class KqueueBackend final : public Backend {
 
  private:
   static constexpr int kMaxEvents = 256;
+
+  static void wake_from_pool(void* self) { static_cast<KqueueBackend*>(self)->wake(); }
 
   static int register_fd(void* self, int fd) {
     auto* b = static_cast<KqueueBackend*>(self);
@@ -89,6 +129,7 @@ class KqueueBackend final : public Backend {
   }
 
   ReadinessCore core_;
+  BlockingPool::Client pool_;
   int kq_ = -1;
   struct kevent events_[kMaxEvents];
 };

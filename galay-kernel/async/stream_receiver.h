@@ -1,0 +1,59 @@
+#pragma once
+/// @file stream_receiver.h
+/// StreamReceiver: receive a TCP (or any stream) socket's bytes into a BufferPool without
+/// a copy. On io_uring one multishot recv stays armed on a provided-buffer ring, so a
+/// steady stream costs no submission per receive; on epoll/kqueue each receive is a plain
+/// recv into a pool buffer. Same behaviour on every backend:
+///
+///   auto pool = BufferPool::create(1024, 4096);
+///   StreamReceiver rx(sock, **pool);
+///   for (;;) {
+///     auto chunk = co_await rx.recv();          // Expected<PooledChunk>
+///     if (!chunk || chunk->empty()) break;      // error or EOF
+///     use(chunk->data());                       // the buffer returns to the pool when dropped
+///   }
+///
+/// When the pool is empty a receive waits until the application drops a chunk (with the
+/// timeout, if given); it never hangs once buffers return. The socket and the pool must
+/// outlive the receiver; the receiver stays put (not movable) while it exists.
+
+#include "galay-kernel/async/tcp_socket.h"
+#include "galay-kernel/kernel/buffer_pool.h"
+#include "galay-kernel/kernel/io_op.h"
+
+namespace galay {
+
+/// `co_await rx.recv()` → Expected<PooledChunk>.
+class PooledRecvAwaitable : public IoAwaitable {
+ public:
+  PooledRecvAwaitable(PooledRecvState& st, Timeout t) noexcept : IoAwaitable(OpCode::recv_pooled, st.fd, t), st_(st) {
+    op_.buf = &st_;
+  }
+  Expected<PooledChunk> await_resume() noexcept {
+    if (op_.result < 0) return Unexpected(op_.error());
+    if (op_.result == 0) return PooledChunk();
+    return PooledChunk(st_.pool, static_cast<std::uint16_t>(op_.aux), static_cast<std::uint32_t>(op_.result));
+  }
+
+ private:
+  PooledRecvState& st_;
+};
+
+class StreamReceiver {
+ public:
+  StreamReceiver(TcpSocket& socket, BufferPool& pool) noexcept;
+  StreamReceiver(const StreamReceiver&) = delete;
+  StreamReceiver& operator=(const StreamReceiver&) = delete;
+  /// Ends the kernel receive and waits until the kernel has let go; queued chunks return
+  /// to the pool.
+  ~StreamReceiver();
+
+  /// The next chunk of the stream (empty chunk: EOF). One recv at a time per receiver.
+  PooledRecvAwaitable recv(Timeout timeout = {}) noexcept { return PooledRecvAwaitable(st_, timeout); }
+
+ private:
+  PooledRecvState st_;
+  Scheduler* sched_;
+};
+
+}  // namespace galay

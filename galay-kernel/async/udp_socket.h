@@ -1,0 +1,99 @@
+#pragma once
+/// @file udp_socket.h
+/// UdpSocket: datagrams over IPv4/IPv6 with awaitable send/receive on every backend
+/// (recvmsg/sendmsg underneath: io_uring RECVMSG/SENDMSG, readiness retry on epoll/kqueue).
+/// A datagram larger than the buffer is reported as truncated (MSG_TRUNC), never silently
+/// cut. Ownership, closing and options come from Socket.
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <span>
+
+#include "galay-kernel/async/socket.h"
+
+namespace galay {
+
+/// One received datagram: how many bytes landed in the buffer, and whether the datagram
+/// was longer than the buffer (the rest was discarded by the kernel).
+struct Datagram {
+  std::size_t size = 0;
+  bool truncated = false;
+};
+
+/// `co_await sock.recv_from(buf, &from)` → Expected<Datagram>.
+class RecvFromAwaitable : public IoAwaitable {
+ public:
+  RecvFromAwaitable(int fd, std::span<std::byte> buf, SocketAddress* from, Timeout t) noexcept
+      : IoAwaitable(OpCode::recvmsg, fd, t), buf_(buf), from_(from) {}
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    prepare();
+    return IoAwaitable::await_suspend(h);
+  }
+  Expected<Datagram> await_resume() noexcept;
+
+ private:
+  void prepare() noexcept;
+  std::span<std::byte> buf_;
+  SocketAddress* from_;
+  SocketAddress storage_;
+  iovec iov_{};
+};
+
+/// `co_await sock.send_to(buf, addr)` → Expected<size_t>.
+class SendToAwaitable : public IoAwaitable {
+ public:
+  SendToAwaitable(int fd, std::span<const std::byte> buf, const SocketAddress* to, Timeout t) noexcept
+      : IoAwaitable(OpCode::sendmsg, fd, t), buf_(buf) {
+    if (to) to_ = *to, has_to_ = true;
+  }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    prepare();
+    return IoAwaitable::await_suspend(h);
+  }
+  Expected<std::size_t> await_resume() const noexcept { return op_.size_result(); }
+
+ private:
+  void prepare() noexcept;
+  std::span<const std::byte> buf_;
+  SocketAddress to_;
+  bool has_to_ = false;
+  iovec iov_{};
+};
+
+class UdpSocket : public Socket {
+ public:
+  UdpSocket() noexcept = default;
+  UdpSocket(UdpSocket&&) noexcept = default;
+  UdpSocket& operator=(UdpSocket&&) noexcept = default;
+
+  /// A new unbound socket of `family` on the current thread's scheduler.
+  static Expected<UdpSocket> open(AddressFamily family = AddressFamily::ipv4);
+  /// open + bind (port 0 picks a free port).
+  static Expected<UdpSocket> bind_to(const SocketAddress& addr);
+
+  /// Fix the peer: send()/recv() then talk to it only (datagrams from others are dropped
+  /// by the kernel). Synchronous: UDP connect does not block.
+  Expected<void> connect(const SocketAddress& peer);
+
+  /// Receive one datagram; fills `*from` with the sender if given.
+  RecvFromAwaitable recv_from(std::span<std::byte> buf, SocketAddress* from = nullptr, Timeout t = {}) noexcept {
+    return RecvFromAwaitable(fd_, buf, from, t);
+  }
+  RecvFromAwaitable recv(std::span<std::byte> buf, Timeout t = {}) noexcept { return recv_from(buf, nullptr, t); }
+
+  /// Send one datagram to `to` (or, with send(), to the connected peer).
+  SendToAwaitable send_to(std::span<const std::byte> buf, const SocketAddress& to, Timeout t = {}) noexcept {
+    return SendToAwaitable(fd_, buf, &to, t);
+  }
+  SendToAwaitable send(std::span<const std::byte> buf, Timeout t = {}) noexcept {
+    return SendToAwaitable(fd_, buf, nullptr, t);
+  }
+
+ private:
+  UdpSocket(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
+};
+
+}  // namespace galay

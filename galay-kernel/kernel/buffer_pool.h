@@ -1,0 +1,118 @@
+#pragma once
+/// @file buffer_pool.h
+/// BufferPool: fixed-size receive buffers owned by one scheduler, handed to the caller
+/// without a copy (PooledChunk) and recycled when the caller drops them.
+///
+/// On io_uring the pool is a registered provided-buffer ring: a StreamReceiver keeps one
+/// multishot recv armed and the kernel picks a buffer per completion. On epoll/kqueue the
+/// pool is a free list and each receive is a plain recv into a buffer taken from it.
+/// Either way, when the pool runs dry a waiting receive waits for a buffer to come back
+/// (io_uring: the multishot recv that ended with ENOBUFS is re-armed), it never hangs.
+///
+/// The pool must outlive every StreamReceiver and PooledChunk that uses it, and be used
+/// on its scheduler's thread only.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "galay-kernel/common/expected.h"
+
+namespace galay {
+
+class Backend;
+class BufferPool;
+class Scheduler;
+class IoOp;
+
+/// A received chunk of a stream, in a pool buffer. Dropping it returns the buffer.
+/// An empty chunk (size() == 0) means the peer closed the stream (EOF).
+class PooledChunk {
+ public:
+  PooledChunk() noexcept = default;
+  PooledChunk(BufferPool* pool, std::uint16_t id, std::uint32_t len) noexcept : pool_(pool), id_(id), len_(len) {}
+  PooledChunk(PooledChunk&& o) noexcept;
+  PooledChunk& operator=(PooledChunk&& o) noexcept;
+  PooledChunk(const PooledChunk&) = delete;
+  PooledChunk& operator=(const PooledChunk&) = delete;
+  ~PooledChunk() { reset(); }
+
+  std::span<const std::byte> data() const noexcept;
+  std::size_t size() const noexcept { return len_; }
+  bool empty() const noexcept { return len_ == 0; }
+  /// Return the buffer to the pool now.
+  void reset() noexcept;
+
+ private:
+  BufferPool* pool_ = nullptr;
+  std::uint16_t id_ = 0;
+  std::uint32_t len_ = 0;
+};
+
+/// Per-receiver state shared with the backend (lives in the StreamReceiver).
+struct PooledRecvState {
+  BufferPool* pool = nullptr;
+  int fd = -1;
+  std::int32_t head = -1, tail = -1;  // FIFO of received buffer ids (links in the pool)
+  IoOp* waiting = nullptr;            // the recv awaiting data, if any
+  bool armed = false;                 // io_uring: a multishot recv is in flight
+  bool starved = false;               // waiting for the pool to refill
+  bool has_final = false;             // EOF or error seen; delivered after queued data
+  std::int32_t final_result = 0;      // 0: EOF, < 0: -errno
+  PooledRecvState* next_starved = nullptr;
+};
+
+class BufferPool {
+ public:
+  /// A pool of `count` buffers of `size` bytes on the current thread's scheduler.
+  /// count must be a power of two in [1, 32768].
+  static Expected<std::unique_ptr<BufferPool>> create(unsigned count, unsigned size);
+  /// The same on `scheduler` (e.g. from main before the loop runs). Destroy the pool
+  /// before the scheduler, after the tasks that use it (see Scheduler::shutdown()).
+  static Expected<std::unique_ptr<BufferPool>> create(Scheduler& scheduler, unsigned count, unsigned size);
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  unsigned count() const noexcept { return count_; }
+  unsigned buffer_size() const noexcept { return size_; }
+  /// Buffers the caller does not hold right now (free in the pool or in the kernel ring).
+  unsigned available() const noexcept { return available_; }
+
+  // ---- for backends ----
+  std::byte* buffer(std::uint16_t id) noexcept { return memory_.get() + std::size_t(id) * size_; }
+  /// A chunk was handed out (io_uring: the kernel used a buffer; others: taken for a recv).
+  void note_taken() noexcept { --available_; }
+  /// Free list used by readiness backends.
+  bool pop_free(std::uint16_t& id) noexcept;
+  void push_free(std::uint16_t id) { free_.push_back(id); }
+  /// Queue links for received-but-unclaimed buffers.
+  std::int32_t& next(std::uint16_t id) noexcept { return next_[id]; }
+  void push_chunk(PooledRecvState& st, std::uint16_t id, std::uint32_t len) noexcept;
+  bool pop_chunk(PooledRecvState& st, std::uint16_t& id, std::uint32_t& len) noexcept;
+  /// Receivers waiting for buffers.
+  void add_starved(PooledRecvState& st) noexcept;
+  void remove_starved(PooledRecvState& st) noexcept;
+  PooledRecvState* take_starved() noexcept;
+  void* backend_handle = nullptr;   // io_uring: the registered buf ring
+  std::uint16_t group_id = 0;       // io_uring: buffer group id
+
+ private:
+  friend class PooledChunk;
+  BufferPool(Backend& backend, unsigned count, unsigned size);
+  void release(std::uint16_t id) noexcept;
+
+  Backend& backend_;
+  unsigned count_;
+  unsigned size_;
+  unsigned available_;
+  std::unique_ptr<std::byte[]> memory_;
+  std::vector<std::int32_t> next_;
+  std::vector<std::uint32_t> len_;
+  std::vector<std::uint16_t> free_;
+  PooledRecvState* starved_ = nullptr;
+};
+
+}  // namespace galay

@@ -1,0 +1,83 @@
+#pragma once
+/// @file event.h
+/// A manual-reset Event for tasks: wait() suspends the task until set(); set() wakes every
+/// waiter (each on its own scheduler) and lets later waits through until reset(). Waits are
+/// cancellable and allocate nothing (see wait_queue.h).
+
+#include <atomic>
+
+#include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/sync/wait_queue.h"
+
+namespace galay::sync {
+
+class Event {
+ public:
+  /// An event, initially set if `initially_set`.
+  explicit Event(bool initially_set = false) noexcept : set_(initially_set) {}
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  /// `co_await ev.wait()` → Expected<void>: the event is (or was) set, or the task's
+  /// cancellation reason.
+  class [[nodiscard]] WaitAwaitable final : public detail::Waiter {
+   public:
+    explicit WaitAwaitable(Event& e) noexcept : e_(e) {}
+    ~WaitAwaitable() {
+      if (destroyed_while_suspended()) unlink_if_waiting();
+    }
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+      if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
+      if (e_.set_.load(std::memory_order_acquire)) return false;
+      {
+        detail::Guard g(e_.lock_);
+        if (e_.set_.load(std::memory_order_relaxed)) return false;
+        if (!enqueue_locked(e_.lock_, e_.waiters_, h)) return false;
+      }
+      register_with_scope();
+      return true;
+    }
+    Expected<void> await_resume() noexcept {
+      finish_wait();
+      if (failed()) return make_error(error());
+      return {};
+    }
+
+   private:
+    Event& e_;
+  };
+
+  WaitAwaitable wait() noexcept { return WaitAwaitable(*this); }
+
+  /// Set the event and wake every waiter. Any thread.
+  void set() noexcept {
+    detail::WakeBatch batch;
+    {
+      detail::Guard g(lock_);
+      set_.store(true, std::memory_order_release);
+      while (detail::Waiter* w = waiters_.pop_front()) {
+        w->grant_locked();
+        batch.add(w);
+      }
+    }
+    batch.wake_all();
+  }
+
+  /// Clear the event: later waits suspend again. Any thread.
+  void reset() noexcept {
+    detail::Guard g(lock_);
+    set_.store(false, std::memory_order_relaxed);
+  }
+
+  /// Snapshot: true while set.
+  bool is_set() const noexcept { return set_.load(std::memory_order_acquire); }
+
+ private:
+  detail::SpinLock lock_;
+  std::atomic<bool> set_;
+  detail::WaitList waiters_;
+};
+
+}  // namespace galay::sync

@@ -1,0 +1,163 @@
+#pragma once
+/// @file mutex.h
+/// An async Mutex for tasks: lock() suspends the task, never the thread. Waiters are
+/// served strictly in FIFO order by direct hand-off (unlock() gives the lock to the first
+/// waiter, so a newcomer cannot barge in), on whatever scheduler each waiter runs. A wait
+/// is cancellable and allocates nothing (see wait_queue.h for the shared rules).
+///
+///   galay::sync::Mutex m;
+///   auto guard = co_await m.scoped_lock();   // Expected<MutexGuard>
+///   if (!guard) co_return;                     // cancelled (operation_canceled / timed_out)
+///   ... critical section; may co_await ...
+///   // guard unlocks at scope exit
+
+#include <cstddef>
+#include <utility>
+
+#include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/sync/wait_queue.h"
+
+namespace galay::sync {
+
+class Mutex;
+
+/// Owns a locked Mutex and unlocks it when destroyed. Move-only.
+class [[nodiscard]] MutexGuard {
+ public:
+  MutexGuard() noexcept = default;
+  explicit MutexGuard(Mutex& m) noexcept : m_(&m) {}
+  MutexGuard(MutexGuard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+  MutexGuard& operator=(MutexGuard&& o) noexcept {
+    if (this != &o) {
+      unlock();
+      m_ = std::exchange(o.m_, nullptr);
+    }
+    return *this;
+  }
+  ~MutexGuard() { unlock(); }
+  /// True while this guard holds the lock.
+  bool owns_lock() const noexcept { return m_ != nullptr; }
+  /// Unlock now (idempotent).
+  inline void unlock() noexcept;
+
+ private:
+  Mutex* m_ = nullptr;
+};
+
+/// FIFO async mutex. Not recursive. Any task on any scheduler (or any thread, for
+/// try_lock/unlock) may use it; unlock() may run on a different thread than lock().
+class Mutex {
+  class LockWaiter;
+
+ public:
+  Mutex() = default;
+  Mutex(const Mutex&) = delete;
+  Mutex& operator=(const Mutex&) = delete;
+  /// Destroying a mutex that still has waiters is a bug (they would never resume).
+  ~Mutex() = default;
+
+  /// `co_await m.lock()` → Expected<void>: locked, or the task's cancellation reason.
+  class [[nodiscard]] LockAwaitable;
+  /// `co_await m.scoped_lock()` → Expected<MutexGuard>.
+  class [[nodiscard]] ScopedLockAwaitable;
+
+  /// Take the lock if it is free and nobody is queued. Never suspends.
+  bool try_lock() noexcept {
+    detail::Guard g(lock_);
+    if (locked_) return false;
+    locked_ = true;
+    return true;
+  }
+  inline LockAwaitable lock() noexcept;
+  inline ScopedLockAwaitable scoped_lock() noexcept;
+
+  /// Release the lock: the first waiter (if any) now owns it and is scheduled on its own
+  /// scheduler. Callable from any thread.
+  void unlock() noexcept {
+    detail::WakeBatch batch;
+    {
+      detail::Guard g(lock_);
+      detail::Waiter* w = waiters_.pop_front();
+      if (w == nullptr) {
+        locked_ = false;
+        return;
+      }
+      w->grant_locked();  // ownership passes directly: locked_ stays true
+      batch.add(w);
+    }
+    batch.wake_all();
+  }
+
+  /// Snapshot: true if somebody holds the lock.
+  bool is_locked() const noexcept {
+    detail::Guard g(lock_);
+    return locked_;
+  }
+  /// Snapshot: number of queued waiters (diagnostics and tests).
+  std::size_t waiters() const noexcept {
+    detail::Guard g(lock_);
+    return waiters_.size();
+  }
+
+ private:
+  mutable detail::SpinLock lock_;
+  bool locked_ = false;
+  detail::WaitList waiters_;
+};
+
+class Mutex::LockWaiter : public detail::Waiter {
+ public:
+  explicit LockWaiter(Mutex& m) noexcept : m_(m) {}
+  ~LockWaiter() {
+    // Frame destroyed while queued (scheduler teardown): leave the queue, or pass on a lock
+    // that was handed to us but that we never got to use.
+    if (destroyed_while_suspended() && unlink_if_waiting() == State::granted) m_.unlock();
+  }
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
+    {
+      detail::Guard g(m_.lock_);
+      if (!m_.locked_) {
+        m_.locked_ = true;
+        return false;
+      }
+      if (!enqueue_locked(m_.lock_, m_.waiters_, h)) return false;
+    }
+    register_with_scope();
+    return true;
+  }
+
+ protected:
+  Mutex& m_;
+};
+
+class Mutex::LockAwaitable final : public Mutex::LockWaiter {
+ public:
+  using LockWaiter::LockWaiter;
+  Expected<void> await_resume() noexcept {
+    finish_wait();
+    if (failed()) return make_error(error());
+    return {};
+  }
+};
+
+class Mutex::ScopedLockAwaitable final : public Mutex::LockWaiter {
+ public:
+  using LockWaiter::LockWaiter;
+  Expected<MutexGuard> await_resume() noexcept {
+    finish_wait();
+    if (failed()) return make_error(error());
+    return MutexGuard(m_);
+  }
+};
+
+inline Mutex::LockAwaitable Mutex::lock() noexcept { return LockAwaitable(*this); }
+inline Mutex::ScopedLockAwaitable Mutex::scoped_lock() noexcept { return ScopedLockAwaitable(*this); }
+
+inline void MutexGuard::unlock() noexcept {
+  if (m_ != nullptr) std::exchange(m_, nullptr)->unlock();
+}
+
+}  // namespace galay::sync

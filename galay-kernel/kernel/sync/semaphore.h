@@ -1,0 +1,98 @@
+#pragma once
+/// @file semaphore.h
+/// An async counting Semaphore for tasks: acquire() suspends the task while no permit is
+/// free. Permits go to waiters in FIFO order (release() hands them over directly, so a
+/// newcomer cannot overtake a waiter). Works across schedulers; waits are cancellable and
+/// allocate nothing (see wait_queue.h).
+
+#include <cstddef>
+
+#include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/sync/wait_queue.h"
+
+namespace galay::sync {
+
+class Semaphore {
+ public:
+  /// A semaphore with `initial` free permits.
+  explicit Semaphore(std::size_t initial = 0) noexcept : count_(initial) {}
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+
+  /// `co_await sem.acquire()` → Expected<void>: one permit taken, or the task's
+  /// cancellation reason (no permit taken).
+  class [[nodiscard]] AcquireAwaitable final : public detail::Waiter {
+   public:
+    explicit AcquireAwaitable(Semaphore& s) noexcept : s_(s) {}
+    ~AcquireAwaitable() {
+      // Destroyed while queued (scheduler teardown): give back a permit handed to us.
+      if (destroyed_while_suspended() && unlink_if_waiting() == State::granted) s_.release();
+    }
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+      if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
+      {
+        detail::Guard g(s_.lock_);
+        if (s_.count_ > 0 && s_.waiters_.empty()) {
+          --s_.count_;
+          return false;
+        }
+        if (!enqueue_locked(s_.lock_, s_.waiters_, h)) return false;
+      }
+      register_with_scope();
+      return true;
+    }
+    Expected<void> await_resume() noexcept {
+      finish_wait();
+      if (failed()) return make_error(error());
+      return {};
+    }
+
+   private:
+    Semaphore& s_;
+  };
+
+  /// Take a permit now if one is free and nobody waits. Never suspends.
+  bool try_acquire() noexcept {
+    detail::Guard g(lock_);
+    if (count_ == 0 || !waiters_.empty()) return false;
+    --count_;
+    return true;
+  }
+  AcquireAwaitable acquire() noexcept { return AcquireAwaitable(*this); }
+
+  /// Return `n` permits: waiters first (FIFO), the rest to the pool. Any thread.
+  void release(std::size_t n = 1) noexcept {
+    detail::WakeBatch batch;
+    {
+      detail::Guard g(lock_);
+      while (n > 0 && !waiters_.empty()) {
+        detail::Waiter* w = waiters_.pop_front();
+        w->grant_locked();
+        batch.add(w);
+        --n;
+      }
+      count_ += n;
+    }
+    batch.wake_all();
+  }
+
+  /// Snapshot: free permits.
+  std::size_t available() const noexcept {
+    detail::Guard g(lock_);
+    return count_;
+  }
+  /// Snapshot: queued waiters.
+  std::size_t waiters() const noexcept {
+    detail::Guard g(lock_);
+    return waiters_.size();
+  }
+
+ private:
+  mutable detail::SpinLock lock_;
+  std::size_t count_;
+  detail::WaitList waiters_;
+};
+
+}  // namespace galay::sync
