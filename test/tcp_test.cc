@@ -437,6 +437,11 @@ struct FdLimit {
 };
 
 TEST_P(TcpTest, EmfileOnAcceptIsAnErrorAndTheListenerRecovers) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtimes open files of their own (reports, /proc/self/maps); with every
+  // descriptor taken they misreport. The plain build runs this test in CI.
+  GTEST_SKIP() << "needs free descriptors that the sanitizer runtime would take";
+#endif
   auto body = []() -> Task<void> {
     TcpSocket listener = loopback_listener();
     auto addr = *listener.local_address();
