@@ -111,6 +111,10 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+ctx_switches() {  # voluntary + involuntary context switches of PID (all its threads)
+  awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { n += $2 } END { print n + 0 }' "/proc/$1/status" 2>/dev/null || echo -1
+}
+
 cpu_ticks() {  # utime+stime of PID in clock ticks (fields after the ")" of comm)
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo -1; return; }
@@ -227,6 +231,7 @@ for conns in $CONNS; do
       fi
       port=$SERVER_PORT
       before=$(cpu_ticks "$SERVER_PID")
+      csw_before=$(ctx_switches "$SERVER_PID")
       if [[ $PERF_OK == 1 ]]; then
         perf stat -x, -e raw_syscalls:sys_enter -o "$TMP/perf.out" -p "$SERVER_PID" -- sleep "$DURATION" \
           >/dev/null 2>&1 &
@@ -236,6 +241,7 @@ for conns in $CONNS; do
       "${PIN_CLIENT[@]}" "$CLIENT" --json -h 127.0.0.1 -p "$port" -c "$conns" -s "$SIZE" -d "$DURATION" \
         --warmup "$WARMUP" --backend "$CLIENT_BACKEND" >"$TMP/client.json" 2>"$TMP/client.err" || client_rc=$?
       after=$(cpu_ticks "$SERVER_PID")
+      csw_after=$(ctx_switches "$SERVER_PID")
       syscalls=""
       if [[ -n $PERF_PID ]]; then
         wait "$PERF_PID" 2>/dev/null || true
@@ -250,9 +256,9 @@ for conns in $CONNS; do
         head -n 8 "$TMP/client.err" | sed 's/^/  /' >&2
       fi
       python3 - "$TMP/client.json" "$name" "$cmd" "$conns" "$round" "$before" "$after" "$CLK_TCK" \
-        "${syscalls:-}" "$client_rc" "$server_rc" >>"$RESULTS" <<'PY' || FAILED=1
+        "${syscalls:-}" "$client_rc" "$server_rc" "$csw_before" "$csw_after" >>"$RESULTS" <<'PY' || FAILED=1
 import json, sys
-path, name, cmd, conns, rnd, before, after, tck, sysc, crc, src = sys.argv[1:]
+path, name, cmd, conns, rnd, before, after, tck, sysc, crc, src, csw0, csw1 = sys.argv[1:]
 rec = {"server": name, "command": cmd, "conns": int(conns), "round": int(rnd),
        "client_rc": int(crc), "server_rc": int(src)}
 try:
@@ -268,6 +274,8 @@ n = rec.get("total_requests", 0)
 if before >= 0 and after >= 0:
     rec["server_cpu_s"] = (after - before) / tck
     rec["cpu_us_per_msg"] = rec["server_cpu_s"] * 1e6 / n if n else None
+if int(csw0) >= 0 and int(csw1) >= 0 and n:
+    rec["ctx_switches_per_msg"] = (int(csw1) - int(csw0)) / n
 if sysc:
     rec["server_syscalls"] = int(sysc)
     rec["syscalls_per_msg"] = int(sysc) / n if n else None
@@ -311,7 +319,7 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 conns = sorted({r["conns"] for r in rows})
-hdr = ["conns", "server", "QPS(median)", "errors", "CPU us/msg", "syscalls/msg", "vs baseline"]
+hdr = ["conns", "server", "QPS(median)", "errors", "CPU us/msg", "ctxsw/msg", "syscalls/msg", "vs baseline"]
 if not perf_ok: hdr.remove("syscalls/msg")
 table = []
 for c in conns:
@@ -328,12 +336,14 @@ for c in conns:
         failed = len(rs) - len(ok)
         cpu = med([r.get("cpu_us_per_msg") for r in ok])
         sc = med([r.get("syscalls_per_msg") for r in ok])
+        cs = med([r.get("ctx_switches_per_msg") for r in ok])
         b = baseline[family(n)]
         ratio = "-" if b == n or not q or not qps_of.get(b) else "%.3f" % (q / qps_of[b])
         if b == n: ratio = "(baseline)"
         row = [str(c), n, "{:,.0f}".format(q) if q else "FAILED",
                str(errs) + (" (+%d failed runs)" % failed if failed else ""),
-               "%.2f" % cpu if cpu is not None else "-"]
+               "%.2f" % cpu if cpu is not None else "-",
+               "%.4f" % cs if cs is not None else "-"]
         if perf_ok: row.append("%.2f" % sc if sc is not None else "-")
         row.append(ratio)
         table.append(row)
