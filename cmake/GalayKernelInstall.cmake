@@ -19,3 +19,9 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/galay-kernel-config
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/galay-kernel-config.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/galay-kernel-config-version.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/galay-kernel)
+
+install(FILES ${PROJECT_BINARY_DIR}/generated/galay-kernel/version.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/galay-kernel)
+# A relocatable .pc: the prefix is found relative to the .pc file itself.
+file(RELATIVE_PATH GALAY_PC_RELATIVE_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+configure_file(cmake/galay-kernel.pc.in ${CMAKE_CURRENT_BINARY_DIR}/galay-kernel.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/galay-kernel.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -10,7 +10,7 @@ StreamReceiver::StreamReceiver(TcpSocket& socket, BufferPool& pool) noexcept : s
 }
 
 StreamReceiver::~StreamReceiver() {
-  if (sched_ != nullptr) sched_->backend().release_receiver(st_);
+  if (sched_ != nullptr) sched_->backend().release_multishot(st_);
 }
 
 }  // namespace galay

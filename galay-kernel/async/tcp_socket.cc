@@ -13,12 +13,6 @@
 
 namespace galay {
 
-namespace {
-Expected<void> sys_result(int r) {
-  if (r < 0) return errno_error(errno);
-  return {};
-}
-}  // namespace
 
 // ---- awaitables ----
 
@@ -35,8 +29,6 @@ Expected<TcpSocket> AcceptAwaitable::await_resume() noexcept {
   return TcpSocket(static_cast<int>(op_.result), s);
 }
 
-ConnectAwaitable::ConnectAwaitable(int fd, const SocketAddress& addr, Timeout t) noexcept
-    : VoidAwaitable(OpCode::connect, fd, t), addr_(addr) {}
 
 // ---- TcpSocket ----
 
@@ -65,48 +57,8 @@ Expected<TcpSocket> TcpSocket::listen_on(const SocketAddress& addr, int backlog,
   return sock;
 }
 
-Expected<void> TcpSocket::listen(int backlog) {
-  if (fd_ < 0) return errno_error(EBADF);
-  return sys_result(::listen(fd_, backlog));
-}
 
 Expected<void> TcpSocket::set_nodelay(bool on) { return set_option(IPPROTO_TCP, TCP_NODELAY, on); }
 Expected<void> TcpSocket::set_keepalive(bool on) { return set_option(SOL_SOCKET, SO_KEEPALIVE, on); }
-
-SizeAwaitable TcpSocket::recv(std::span<std::byte> buf, Timeout timeout) noexcept {
-  SizeAwaitable a(OpCode::recv, fd_, timeout);
-  a.op().buf = buf.data();
-  a.op().len = buf.size();
-  a.op().flags = op_stream;
-  return a;
-}
-
-SizeAwaitable TcpSocket::send(std::span<const std::byte> buf, Timeout timeout) noexcept {
-  SizeAwaitable a(OpCode::send, fd_, timeout);
-  a.op().buf = const_cast<std::byte*>(buf.data());
-  a.op().len = buf.size();
-  a.op().flags = op_stream;
-  return a;
-}
-
-SizeAwaitable TcpSocket::send_all(std::span<const std::byte> buf, Timeout timeout) noexcept {
-  SizeAwaitable a = send(buf, timeout);
-  a.op().flags |= op_all;
-  return a;
-}
-
-SizeAwaitable TcpSocket::readv(std::span<const iovec> iov, Timeout timeout) noexcept {
-  SizeAwaitable a(OpCode::readv, fd_, timeout);
-  a.op().iov = iov.data();
-  a.op().iovcnt = static_cast<int>(iov.size());
-  return a;
-}
-
-SizeAwaitable TcpSocket::writev(std::span<const iovec> iov, Timeout timeout) noexcept {
-  SizeAwaitable a(OpCode::writev, fd_, timeout);
-  a.op().iov = iov.data();
-  a.op().iovcnt = static_cast<int>(iov.size());
-  return a;
-}
 
 }  // namespace galay

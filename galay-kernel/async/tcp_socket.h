@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "galay-kernel/async/socket.h"
+#include "galay-kernel/async/stream_socket.h"
 #include "galay-kernel/common/address.h"
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/kernel/io_op.h"
@@ -49,27 +50,14 @@ class AcceptAwaitable : public IoAwaitable {
   SocketAddress storage_;
 };
 
-/// `co_await sock.connect(addr)` → Expected<void>.
-class ConnectAwaitable : public VoidAwaitable {
- public:
-  ConnectAwaitable(int fd, const SocketAddress& addr, Timeout t) noexcept;
-  template <class P>
-  bool await_suspend(std::coroutine_handle<P> h) noexcept {
-    op_.addr = addr_.data();
-    op_.addrlen = addr_.size();
-    return IoAwaitable::await_suspend(h);
-  }
-
- private:
-  SocketAddress addr_;
-};
-
-class TcpSocket : public Socket {
+class TcpSocket : public StreamSocket {
  public:
   /// An empty socket (is_open() == false); every operation on it fails with EBADF.
   TcpSocket() noexcept = default;
   /// Take ownership of a connected or listening fd (made non-blocking here).
   static Expected<TcpSocket> adopt(int fd);
+  /// Wrap an fd that accept4(SOCK_NONBLOCK) just returned on `sched` (no syscall).
+  static TcpSocket from_accepted(int fd, Scheduler* sched) noexcept { return TcpSocket(fd, sched); }
   /// Create a new, unconnected socket of `family` on the current thread's scheduler.
   static Expected<TcpSocket> open(AddressFamily family = AddressFamily::ipv4);
   /// open + SO_REUSEADDR + bind + listen: the usual server start.
@@ -79,7 +67,6 @@ class TcpSocket : public Socket {
   TcpSocket& operator=(TcpSocket&&) noexcept = default;
 
   // ---- set-up (synchronous) ----
-  Expected<void> listen(int backlog = 4096);
   Expected<void> set_nodelay(bool on);
   Expected<void> set_keepalive(bool on);
 
@@ -93,39 +80,11 @@ class TcpSocket : public Socket {
 
   /// Connect to `addr` (socket must come from open()).
   ConnectAwaitable connect(const SocketAddress& addr, Timeout timeout = {}) noexcept {
-    return ConnectAwaitable(fd_, addr, timeout);
+    return ConnectAwaitable(fd_, addr.data(), addr.size(), timeout);
   }
-
-  /// Receive up to buf.size() bytes; 0 means the peer closed its side (EOF).
-  SizeAwaitable recv(std::span<std::byte> buf, Timeout timeout = {}) noexcept;
-  SizeAwaitable recv(void* data, std::size_t len, Timeout timeout = {}) noexcept {
-    return recv(std::span<std::byte>(static_cast<std::byte*>(data), len), timeout);
-  }
-
-  /// Send some of `buf`; yields how many bytes went out (possibly fewer).
-  SizeAwaitable send(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
-  SizeAwaitable send(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
-    return send(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
-  }
-  SizeAwaitable send(std::string_view s, Timeout timeout = {}) noexcept { return send(s.data(), s.size(), timeout); }
-
-  /// Send all of `buf`, looping over partial sends inside the backend; yields buf.size().
-  /// On error the bytes already sent are not reported: the connection is unusable then.
-  SizeAwaitable send_all(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
-  SizeAwaitable send_all(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
-    return send_all(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
-  }
-  SizeAwaitable send_all(std::string_view s, Timeout timeout = {}) noexcept {
-    return send_all(s.data(), s.size(), timeout);
-  }
-
-  /// Scatter receive / gather send. The iovec array must outlive the co_await.
-  SizeAwaitable readv(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
-  SizeAwaitable writev(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
-
 
  private:
-  TcpSocket(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
+  TcpSocket(int fd, Scheduler* sched) noexcept : StreamSocket(fd, sched) {}
   friend class AcceptAwaitable;
 };
 

@@ -86,12 +86,16 @@ std::uint16_t SocketAddress::port() const noexcept {
 
 std::string SocketAddress::to_string() const {
   char text[INET6_ADDRSTRLEN] = {};
+  std::string out;
+  out.reserve(INET6_ADDRSTRLEN + 8);
   if (storage_.ss_family == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text, sizeof(text));
-    return "[" + std::string(text) + "]:" + std::to_string(port());
+    out.append("[").append(text).append("]:");
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text, sizeof(text));
+    out.append(text).append(":");
   }
-  inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text, sizeof(text));
-  return std::string(text) + ":" + std::to_string(port());
+  return out.append(std::to_string(port()));
 }
 
 bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept {

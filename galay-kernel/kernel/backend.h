@@ -81,9 +81,9 @@ class Backend {
   virtual void detach_pool(BufferPool& pool) noexcept = 0;
   /// The caller dropped buffer `id`: make it receivable again and wake starved receivers.
   virtual void recycle(BufferPool& pool, std::uint16_t id) noexcept = 0;
-  /// A receiver is going away: end its kernel receive, wait until the kernel has, and
-  /// return its queued buffers to the pool.
-  virtual void release_receiver(PooledRecvState& st) noexcept = 0;
+  /// A StreamReceiver or TcpAcceptor is going away: end its kernel operation, wait until
+  /// the kernel has, and release what it queued (buffers back to the pool, fds closed).
+  virtual void release_multishot(MultishotState& st) noexcept = 0;
 };
 
 class Scheduler;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "galay-kernel/common/expected.h"
+#include "galay-kernel/kernel/multishot.h"
 
 namespace galay {
 
@@ -52,15 +53,11 @@ class PooledChunk {
 };
 
 /// Per-receiver state shared with the backend (lives in the StreamReceiver).
-struct PooledRecvState {
+struct PooledRecvState : MultishotState {
+  PooledRecvState() noexcept : MultishotState(Kind::pooled_recv) {}
   BufferPool* pool = nullptr;
-  int fd = -1;
   std::int32_t head = -1, tail = -1;  // FIFO of received buffer ids (links in the pool)
-  IoOp* waiting = nullptr;            // the recv awaiting data, if any
-  bool armed = false;                 // io_uring: a multishot recv is in flight
   bool starved = false;               // waiting for the pool to refill
-  bool has_final = false;             // EOF or error seen; delivered after queued data
-  std::int32_t final_result = 0;      // 0: EOF, < 0: -errno
   PooledRecvState* next_starved = nullptr;
 };
 

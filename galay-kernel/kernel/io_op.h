@@ -54,7 +54,8 @@ enum class OpCode : std::uint8_t {
   fdatasync,   ///< file: flush data
   fallocate,   ///< file: aux = mode, offset, len
   recv_pooled, ///< buf: PooledRecvState*; result: bytes (0 = EOF), aux: buffer id
-  recvmsg,     ///< msg (msg_name, msg_iov set); result: bytes; msg.msg_flags/msg_namelen filled in
+  accept_multishot, ///< buf: AcceptQueueState*; result: new fd (io_uring keeps one multishot accept armed)
+  recvmsg,     ///< msg (msg_name, msg_iov set), aux: recvmsg flags; result: bytes; msg.msg_flags/msg_namelen filled in
   sendmsg,     ///< msg; result: bytes (never raises SIGPIPE)
 };
 

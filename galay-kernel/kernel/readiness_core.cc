@@ -14,7 +14,7 @@ namespace galay {
 namespace {
 
 bool is_read_side(OpCode c) noexcept {
-  return c == OpCode::accept || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read ||
+  return c == OpCode::accept || c == OpCode::accept_multishot || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read ||
          c == OpCode::recv_pooled || c == OpCode::recvmsg;
 }
 bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
@@ -83,6 +83,7 @@ bool ReadinessCore::start(IoOp& op) noexcept {
       return park(op, s, s.writers);
     }
     case OpCode::accept:
+    case OpCode::accept_multishot:
     case OpCode::recv:
     case OpCode::recv_pooled:
     case OpCode::recvmsg:
@@ -174,7 +175,8 @@ std::int64_t ReadinessCore::perform(IoOp& op, FdSlot& s) noexcept {
   for (;;) {
     ssize_t r;
     switch (op.code) {
-      case OpCode::accept: {
+      case OpCode::accept:
+      case OpCode::accept_multishot: {  // one accept per await here; the kernel queue is the backlog
         socklen_t* lenp = op.addr ? &op.addrlen : nullptr;
         r = accept_nonblocking(op.fd, op.addr, lenp);
         if (r >= 0) {
@@ -197,7 +199,7 @@ std::int64_t ReadinessCore::perform(IoOp& op, FdSlot& s) noexcept {
         if (r >= 0) return r;
         break;
       case OpCode::recvmsg:
-        r = ::recvmsg(op.fd, &op.msg, 0);
+        r = ::recvmsg(op.fd, &op.msg, op.aux);
         if (r >= 0) return r;
         break;
       case OpCode::sendmsg:
@@ -303,7 +305,13 @@ void ReadinessCore::recycle(BufferPool& pool, std::uint16_t id) noexcept {
   for (int fd : kick_scratch_) on_ready(fd, true, false, false);
 }
 
-void ReadinessCore::release_receiver(PooledRecvState& st) noexcept { st.pool->remove_starved(st); }
+void ReadinessCore::release_multishot(MultishotState& st) noexcept {
+  // Nothing is armed in the kernel here; a receiver may only sit on its pool's starved list.
+  if (st.kind == MultishotState::Kind::pooled_recv) {
+    auto& rx = static_cast<PooledRecvState&>(st);
+    rx.pool->remove_starved(rx);
+  }
+}
 
 void ReadinessCore::on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept {
   FdSlot* sp = find_slot(fd);

@@ -55,7 +55,7 @@ class ReadinessCore {
   /// Pooled receive: the readiness backends' half of Backend's pool methods.
   std::error_code attach_pool(BufferPool& pool);
   void recycle(BufferPool& pool, std::uint16_t id) noexcept;
-  void release_receiver(PooledRecvState& st) noexcept;
+  void release_multishot(MultishotState& st) noexcept;
 
   /// Feed an event: the fd became readable and/or writable, or the peer closed it.
   void on_ready(int fd, bool readable, bool writable, bool peer_closed) noexcept;

@@ -312,6 +312,16 @@ void Scheduler::stop() noexcept {
   if (current() != this) backend_->wake();
 }
 
+std::size_t Scheduler::cancel_all_tasks() noexcept {
+  std::size_t n = 0;
+  for (detail::RootTask::promise_type* p = roots_; p != nullptr; ++n) {
+    detail::RootTask::promise_type* next = p->next;  // read first, in case a root unlinks
+    p->scope()->cancel();  // never resumes inline (Cancellable contract)
+    p = next;
+  }
+  return n;
+}
+
 void Scheduler::complete(IoOp& op, std::int64_t result) noexcept {
   if (op.timer.armed()) timers_.cancel(op.timer);
   if (op.scope != nullptr) {

@@ -244,6 +244,12 @@ class Scheduler {
   /// The scheduler whose loop runs on this thread, or nullptr.
   static Scheduler* current() noexcept;
 
+  /// Cancel the CancelScope of every live root task, so whatever each one is suspended on
+  /// finishes early through its own cancellation path (used by Runtime::shutdown). Roots
+  /// still in the injection queue are not reached. Call on this scheduler's thread (scopes
+  /// are single-threaded). Returns how many roots were live.
+  std::size_t cancel_all_tasks() noexcept;
+
   // ---- plumbing for awaitables and backends ----
 
   /// Resume `h` from this scheduler's loop. From another thread this goes through the

@@ -158,10 +158,9 @@ bool AioEngine::start(IoOp& op) noexcept {
 void AioEngine::start_batch(std::span<IoOp* const> ops) noexcept { submit(ops.data(), ops.size(), false); }
 
 void AioEngine::on_event() noexcept {
-  // Read the counter first: a completion that lands after the read bumps it again, so the
-  // next epoll_wait reports it even if this reap already took it.
-  std::uint64_t count;
-  [[maybe_unused]] ssize_t r = ::read(efd_, &count, sizeof(count));
+  // The counter is not read back (one syscall saved per wakeup): the eventfd is
+  // edge-triggered, and every completion signals it, which makes a new edge once epoll has
+  // reported the last one. So a completion that lands during this reap is never missed.
   reap();
 }
 
@@ -227,10 +226,15 @@ void AioEngine::cancel(IoOp& op) noexcept {
 }
 
 void AioEngine::wait_for_events() noexcept {
+  // poll() is level-triggered on the counter, so reset it before waiting on it (a
+  // completion after the read sets it again). Bounded wait, then reap regardless.
+  std::uint64_t count;
+  [[maybe_unused]] ssize_t r = ::read(efd_, &count, sizeof(count));
+  reap();
+  if (inflight_ == 0) return;
   pollfd p{efd_, POLLIN, 0};
-  // Bounded wait, then reap regardless: a missed edge cannot hang the drain.
   ::poll(&p, 1, 100);
-  on_event();
+  reap();
 }
 
 void AioEngine::abandon(IoOp& op) noexcept {

@@ -9,7 +9,7 @@
 ///   free up. If that happened, the context is recreated twice as big (up to kMaxSlots)
 ///   the next time nothing is in flight.
 /// - Every iocb carries IOCB_FLAG_RESFD pointing at one eventfd registered (edge-triggered)
-///   in the epoll set. When it fires the engine reads it, then reaps with
+///   in the epoll set. When it fires the engine reaps with
 ///   io_getevents(ctx, 0, N, events, &zero) in batches until the ring is empty; the loop
 ///   never blocks in io_getevents.
 /// - A batch (start_batch) goes to the kernel in one io_submit.

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "galay-kernel/kernel/scheduler.h"
@@ -23,7 +24,7 @@ namespace {
 // exactly, first). IoOps are at least 8-byte aligned, so small integers never collide.
 constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
-// A multishot recv: the PooledRecvState's address with this low bit set.
+// A multishot recv or accept: its MultishotState's address with this low bit set.
 constexpr std::uint64_t kMultishotBit = 1;
 
 
@@ -170,6 +171,11 @@ class IoUringBackend final : public Backend {
       return false;
     }
     if (op.code == OpCode::recv_pooled) return start_pooled(op);
+    if (op.code == OpCode::accept_multishot) {
+      auto& st = *static_cast<AcceptQueueState*>(op.buf);
+      if (!st.unsupported) return start_accept_multishot(op, st);
+      // else: a plain single-shot accept below
+    }
     if (op.code == OpCode::close && ops_on(op.fd) > 0) {
       // Cancel everything still pending on the fd, then close it. The hard link keeps the
       // order (the close runs after the cancel, whatever the cancel's result).
@@ -184,16 +190,21 @@ class IoUringBackend final : public Backend {
     return true;
   }
 
+  // A FileBatch reaches the kernel in one io_uring_enter now, as io_submit does on epoll,
+  // instead of waiting for the next poll (only a full SQ makes get_sqe() submit earlier).
+  void start_batch(std::span<IoOp* const> ops) noexcept override {
+    for (IoOp* op : ops)
+      if (!start(*op)) op->state = OpState::done;
+    io_uring_submit(&ring_);
+  }
+
   void cancel(IoOp& op) noexcept override {
-    if (op.code == OpCode::recv_pooled) {
-      // The waiting op owns no buffer (the pool does): detach it and let the multishot
-      // recv run on; what arrives meanwhile queues in the receiver.
-      auto& st = *static_cast<PooledRecvState*>(op.buf);
-      if (st.waiting == &op) {
-        st.waiting = nullptr;
-        --pending_;
-        sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason));
-      }
+    if (MultishotState* st = multishot_of(op); st != nullptr && st->waiting == &op) {
+      // The waiting op owns no buffer or fd: detach it and let the multishot SQE run on;
+      // what arrives meanwhile queues in the receiver/acceptor.
+      st->waiting = nullptr;
+      --pending_;
+      sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason));
       return;
     }
     io_uring_sqe* sqe = get_sqe();
@@ -202,12 +213,9 @@ class IoUringBackend final : public Backend {
   }
 
   void abandon(IoOp& op) noexcept override {
-    if (op.code == OpCode::recv_pooled) {
-      auto& st = *static_cast<PooledRecvState*>(op.buf);
-      if (st.waiting == &op) {
-        st.waiting = nullptr;
-        --pending_;
-      }
+    if (MultishotState* st = multishot_of(op); st != nullptr && st->waiting == &op) {
+      st->waiting = nullptr;
+      --pending_;
       return;
     }
     // The op's frame is going away: nothing may resume it, and we must not return while
@@ -306,8 +314,11 @@ class IoUringBackend final : public Backend {
     while (PooledRecvState* st = pool.take_starved()) arm_multishot(*st);
   }
 
-  void release_receiver(PooledRecvState& st) noexcept override {
-    st.pool->remove_starved(st);
+  void release_multishot(MultishotState& st) noexcept override {
+    if (st.kind == MultishotState::Kind::pooled_recv) {
+      auto& rx = static_cast<PooledRecvState&>(st);
+      rx.pool->remove_starved(rx);
+    }
     if (st.armed) {
       io_uring_sqe* sqe = get_sqe();
       io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(&st) | kMultishotBit, 0);
@@ -315,9 +326,17 @@ class IoUringBackend final : public Backend {
       // The final CQE (without F_MORE) is the kernel letting go of the receiver.
       while (st.armed) reap(true, nullptr);
     }
-    std::uint16_t id;
-    std::uint32_t len;
-    while (st.pool->pop_chunk(st, id, len)) PooledChunk(st.pool, id, len).reset();
+    if (st.kind == MultishotState::Kind::pooled_recv) {
+      auto& rx = static_cast<PooledRecvState&>(st);
+      std::uint16_t id;
+      std::uint32_t len;
+      while (rx.pool->pop_chunk(rx, id, len)) PooledChunk(rx.pool, id, len).reset();
+    } else {
+      auto& acc = static_cast<AcceptQueueState&>(st);
+      for (std::size_t i = acc.head; i < acc.ready.size(); ++i) ::close(acc.ready[i]);
+      acc.ready.clear();
+      acc.head = 0;
+    }
   }
 
  private:
@@ -345,6 +364,7 @@ class IoUringBackend final : public Backend {
   void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
     switch (op.code) {
       case OpCode::accept:
+      case OpCode::accept_multishot:  // the single-shot fallback
         io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         break;
       case OpCode::connect:
@@ -399,7 +419,7 @@ class IoUringBackend final : public Backend {
         io_uring_prep_fallocate(sqe, op.fd, op.aux, op.offset, static_cast<off_t>(op.len));
         break;
       case OpCode::recvmsg:
-        io_uring_prep_recvmsg(sqe, op.fd, &op.msg, 0);
+        io_uring_prep_recvmsg(sqe, op.fd, &op.msg, static_cast<unsigned>(op.aux));
         break;
       case OpCode::sendmsg:
         io_uring_prep_sendmsg(sqe, op.fd, &op.msg, MSG_NOSIGNAL);
@@ -477,12 +497,67 @@ class IoUringBackend final : public Backend {
     return false;
   }
 
+  static MultishotState* multishot_of(IoOp& op) noexcept {
+    if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot) return static_cast<MultishotState*>(op.buf);
+    return nullptr;
+  }
+
+  bool start_accept_multishot(IoOp& op, AcceptQueueState& st) noexcept {
+    if (st.head < st.ready.size()) {
+      op.result = st.ready[st.head++];
+      if (st.head == st.ready.size()) st.ready.clear(), st.head = 0;
+      return false;
+    }
+    if (st.has_final) {  // an accept error (EMFILE, ...) is reported once; the next call re-arms
+      st.has_final = false;
+      op.result = st.final_result;
+      return false;
+    }
+    st.waiting = &op;
+    ++pending_;
+    if (!st.armed) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_multishot_accept(sqe, st.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(static_cast<MultishotState*>(&st)) | kMultishotBit);
+      st.armed = true;
+      ++ops_on_slot(st.fd);  // so close() cancels it
+    }
+    return true;
+  }
+
+  void handle_accept_multishot(AcceptQueueState& st, std::int32_t res, std::uint32_t flags) noexcept {
+    if (!(flags & IORING_CQE_F_MORE)) {
+      st.armed = false;
+      --ops_on_slot(st.fd);
+    }
+    if (res == -EINVAL && !st.unsupported) {
+      // Multishot accept unknown to this kernel (< 5.19): single-shot from now on.
+      st.unsupported = true;
+      if (IoOp* op = std::exchange(st.waiting, nullptr)) {
+        prepare(*op, get_sqe());  // the same op, now a plain accept; still pending
+        ++ops_on_slot(op->fd);
+      }
+      return;
+    }
+    if (IoOp* op = std::exchange(st.waiting, nullptr)) {
+      --pending_;
+      sched_.complete(*op, res);
+      return;
+    }
+    if (res >= 0) {
+      st.ready.push_back(res);
+    } else if (res != -ECANCELED) {
+      st.has_final = true;
+      st.final_result = res;
+    }
+  }
+
   void arm_multishot(PooledRecvState& st) noexcept {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_recv_multishot(sqe, st.fd, nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = st.pool->group_id;
-    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(&st) | kMultishotBit);
+    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(static_cast<MultishotState*>(&st)) | kMultishotBit);
     st.armed = true;
     ++ops_on_slot(st.fd);  // so close() cancels it
   }
@@ -528,7 +603,11 @@ class IoUringBackend final : public Backend {
       return;
     }
     if (user_data & kMultishotBit) {
-      handle_multishot(*reinterpret_cast<PooledRecvState*>(user_data & ~kMultishotBit), res, flags);
+      auto* st = reinterpret_cast<MultishotState*>(user_data & ~kMultishotBit);
+      if (st->kind == MultishotState::Kind::accept)
+        handle_accept_multishot(*static_cast<AcceptQueueState*>(st), res, flags);
+      else
+        handle_multishot(*static_cast<PooledRecvState*>(st), res, flags);
       return;
     }
     IoOp& op = *reinterpret_cast<IoOp*>(user_data);

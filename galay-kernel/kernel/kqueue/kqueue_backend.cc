@@ -78,7 +78,7 @@ class KqueueBackend final : public Backend {
   std::error_code attach_pool(BufferPool& pool) override { return core_.attach_pool(pool); }
   void detach_pool(BufferPool&) noexcept override {}
   void recycle(BufferPool& pool, std::uint16_t id) noexcept override { core_.recycle(pool, id); }
-  void release_receiver(PooledRecvState& st) noexcept override { core_.release_receiver(st); }
+  void release_multishot(MultishotState& st) noexcept override { core_.release_multishot(st); }
 
   void poll(std::optional<std::chrono::nanoseconds> timeout) override {
     timespec ts{};

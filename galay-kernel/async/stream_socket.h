@@ -1,0 +1,76 @@
+#pragma once
+/// @file stream_socket.h
+/// StreamSocket: byte-stream I/O shared by TcpSocket and UnixStream. Every method returns
+/// an awaitable that lives in the caller's coroutine frame and yields Expected<...>; every
+/// one takes an optional Timeout (on expiry the kernel operation is cancelled and the
+/// result is std::errc::timed_out, with the socket still usable). The caller's buffers
+/// must stay alive until the co_await returns; after that the kernel no longer uses them.
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include "galay-kernel/async/socket.h"
+
+namespace galay {
+
+/// `co_await sock.connect(addr)` → Expected<void>. Holds a copy of the address.
+class ConnectAwaitable : public VoidAwaitable {
+ public:
+  ConnectAwaitable(int fd, const sockaddr* addr, socklen_t len, Timeout t) noexcept;
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    op_.addr = reinterpret_cast<sockaddr*>(&addr_);  // into this object, now that it stays put
+    op_.addrlen = len_;
+    return IoAwaitable::await_suspend(h);
+  }
+
+ private:
+  sockaddr_storage addr_{};
+  socklen_t len_ = 0;
+};
+
+class StreamSocket : public Socket {
+ public:
+  StreamSocket(StreamSocket&&) noexcept = default;
+  StreamSocket& operator=(StreamSocket&&) noexcept = default;
+
+  /// Start listening (after bind()).
+  Expected<void> listen(int backlog = 4096);
+
+  /// Receive up to buf.size() bytes; 0 means the peer closed its side (EOF).
+  SizeAwaitable recv(std::span<std::byte> buf, Timeout timeout = {}) noexcept;
+  SizeAwaitable recv(void* data, std::size_t len, Timeout timeout = {}) noexcept {
+    return recv(std::span<std::byte>(static_cast<std::byte*>(data), len), timeout);
+  }
+
+  /// Send some of `buf`; yields how many bytes went out (possibly fewer).
+  SizeAwaitable send(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
+  SizeAwaitable send(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
+    return send(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
+  }
+  SizeAwaitable send(std::string_view s, Timeout timeout = {}) noexcept { return send(s.data(), s.size(), timeout); }
+
+  /// Send all of `buf`, looping over partial sends inside the backend; yields buf.size().
+  /// On error the bytes already sent are not reported: the connection is unusable then.
+  SizeAwaitable send_all(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
+  SizeAwaitable send_all(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
+    return send_all(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
+  }
+  SizeAwaitable send_all(std::string_view s, Timeout timeout = {}) noexcept {
+    return send_all(s.data(), s.size(), timeout);
+  }
+
+  /// Scatter receive / gather send. The iovec array must outlive the co_await.
+  SizeAwaitable readv(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
+  SizeAwaitable writev(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
+
+ protected:
+  StreamSocket() noexcept = default;
+  StreamSocket(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
+};
+
+}  // namespace galay

@@ -1,0 +1,49 @@
+#pragma once
+/// @file tcp_acceptor.h
+/// TcpAcceptor: accept connections from a listening TcpSocket in a loop. On io_uring one
+/// multishot accept (5.19+) stays armed, so a burst of connections costs one SQE, and
+/// connections that arrive while nobody awaits queue here; on kernels without multishot
+/// accept it falls back to one accept per call. On epoll/kqueue each accept() is a plain
+/// accept4. Errors (EMFILE, ...) come back as values and the acceptor keeps working.
+///
+///   TcpAcceptor acceptor(listener);
+///   for (;;) {
+///     auto conn = co_await acceptor.accept();   // Expected<TcpSocket>
+///     if (conn) spawn(serve(std::move(*conn))).detach();
+///   }
+///
+/// The listener must outlive the acceptor; the acceptor stays put while it exists.
+
+#include "galay-kernel/async/tcp_socket.h"
+#include "galay-kernel/kernel/multishot.h"
+
+namespace galay {
+
+class TcpAcceptor;
+
+/// `co_await acceptor.accept()` → Expected<TcpSocket>.
+class MultishotAcceptAwaitable : public IoAwaitable {
+ public:
+  MultishotAcceptAwaitable(AcceptQueueState& st, Timeout t) noexcept : IoAwaitable(OpCode::accept_multishot, st.fd, t) {
+    op_.buf = &st;
+  }
+  Expected<TcpSocket> await_resume() noexcept;
+};
+
+class TcpAcceptor {
+ public:
+  explicit TcpAcceptor(TcpSocket& listener) noexcept;
+  TcpAcceptor(const TcpAcceptor&) = delete;
+  TcpAcceptor& operator=(const TcpAcceptor&) = delete;
+  /// Ends the kernel's multishot accept and closes connections nobody claimed.
+  ~TcpAcceptor();
+
+  /// The next connection. One accept() at a time per acceptor.
+  MultishotAcceptAwaitable accept(Timeout timeout = {}) noexcept { return MultishotAcceptAwaitable(st_, timeout); }
+
+ private:
+  AcceptQueueState st_;
+  Scheduler* sched_;
+};
+
+}  // namespace galay

@@ -1,0 +1,150 @@
+#pragma once
+/// @file unix_socket.h
+/// Unix-domain stream sockets: filesystem and abstract (Linux) names, socketpair, and
+/// passing file descriptors (SCM_RIGHTS) as an awaitable. A listener removes the socket
+/// file it created when it is closed or destroyed.
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "galay-kernel/async/stream_socket.h"
+
+namespace galay {
+
+class UnixStream;
+
+/// A Unix-domain address: a filesystem path, or an abstract name written with a leading
+/// '@' (Linux only; no file is created).
+class UnixAddress {
+ public:
+  /// Error (std::errc::filename_too_long / invalid_argument) if the name doesn't fit.
+  static Expected<UnixAddress> parse(std::string_view name);
+  bool is_abstract() const noexcept { return abstract_; }
+  /// The name as given ("/run/x.sock" or "@name").
+  const std::string& name() const noexcept { return name_; }
+  const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&addr_); }
+  socklen_t size() const noexcept { return len_; }
+
+ private:
+  sockaddr_un addr_{};
+  socklen_t len_ = 0;
+  bool abstract_ = false;
+  std::string name_;
+};
+
+/// `co_await listener.accept()` → Expected<UnixStream>.
+class UnixAcceptAwaitable : public IoAwaitable {
+ public:
+  UnixAcceptAwaitable(int fd, Timeout t) noexcept : IoAwaitable(OpCode::accept, fd, t) {}
+  Expected<UnixStream> await_resume() noexcept;
+};
+
+/// Bytes received together with the descriptors that came with them.
+struct ReceivedFds {
+  std::size_t bytes = 0;
+  std::size_t fd_count = 0;  ///< descriptors stored in the caller's array (close-on-exec)
+  bool truncated = false;    ///< more descriptors arrived than fit (the extra ones were closed)
+};
+
+/// Most descriptors one send_fds/recv_fds call carries.
+inline constexpr std::size_t kMaxPassedFds = 16;
+
+/// `co_await s.send_fds(data, fds)` → Expected<size_t>.
+class SendFdsAwaitable : public IoAwaitable {
+ public:
+  SendFdsAwaitable(int fd, std::span<const std::byte> data, std::span<const int> fds, Timeout t) noexcept;
+  /// More than kMaxPassedFds descriptors: fails with EINVAL without a syscall.
+  bool await_ready() const noexcept { return too_many_; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    prepare();
+    return IoAwaitable::await_suspend(h);
+  }
+  Expected<std::size_t> await_resume() const noexcept {
+    if (too_many_) return errno_error(EINVAL);
+    return op_.size_result();
+  }
+
+ private:
+  void prepare() noexcept;
+  bool too_many_ = false;
+  std::span<const std::byte> data_;
+  int fds_[kMaxPassedFds];
+  std::size_t nfds_;
+  iovec iov_{};
+  alignas(cmsghdr) unsigned char control_[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+};
+
+/// `co_await s.recv_fds(buf, fds_out)` → Expected<ReceivedFds>.
+class RecvFdsAwaitable : public IoAwaitable {
+ public:
+  RecvFdsAwaitable(int fd, std::span<std::byte> buf, std::span<int> fds_out, Timeout t) noexcept
+      : IoAwaitable(OpCode::recvmsg, fd, t), buf_(buf), out_(fds_out) {
+    op_.aux = MSG_CMSG_CLOEXEC;
+  }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    prepare();
+    return IoAwaitable::await_suspend(h);
+  }
+  Expected<ReceivedFds> await_resume() noexcept;
+
+ private:
+  void prepare() noexcept;
+  std::span<std::byte> buf_;
+  std::span<int> out_;
+  iovec iov_{};
+  alignas(cmsghdr) unsigned char control_[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+};
+
+class UnixStream : public StreamSocket {
+ public:
+  UnixStream() noexcept = default;
+  UnixStream(UnixStream&& o) noexcept : StreamSocket(std::move(o)), unlink_path_(std::move(o.unlink_path_)) {
+    o.unlink_path_.clear();
+  }
+  UnixStream& operator=(UnixStream&& o) noexcept;
+  /// Closes the fd; a listener also removes the socket file it created.
+  ~UnixStream();
+
+  /// A new unconnected socket on the current thread's scheduler.
+  static Expected<UnixStream> open();
+  /// Bind + listen on `addr`. A stale socket file at the path is NOT removed (that could
+  /// hijack another server's name); remove it yourself if you know it is stale.
+  static Expected<UnixStream> listen_on(const UnixAddress& addr, int backlog = 4096);
+  /// A connected pair.
+  static Expected<std::pair<UnixStream, UnixStream>> pair();
+  /// Take ownership of a Unix stream fd (made non-blocking here).
+  static Expected<UnixStream> adopt(int fd);
+
+  UnixAcceptAwaitable accept(Timeout timeout = {}) noexcept { return UnixAcceptAwaitable(fd_, timeout); }
+  ConnectAwaitable connect(const UnixAddress& addr, Timeout timeout = {}) noexcept {
+    return ConnectAwaitable(fd_, addr.data(), addr.size(), timeout);
+  }
+
+  /// Send `data` (at least one byte) with up to kMaxPassedFds descriptors attached. The
+  /// descriptors stay open here; the receiver gets duplicates.
+  SendFdsAwaitable send_fds(std::span<const std::byte> data, std::span<const int> fds, Timeout t = {}) noexcept {
+    return SendFdsAwaitable(fd_, data, fds, t);
+  }
+  /// Receive bytes and any descriptors sent with them into `fds_out`; the caller owns them.
+  RecvFdsAwaitable recv_fds(std::span<std::byte> buf, std::span<int> fds_out, Timeout t = {}) noexcept {
+    return RecvFdsAwaitable(fd_, buf, fds_out, t);
+  }
+
+  /// Close now, removing the socket file if this listener created it.
+  VoidAwaitable close() noexcept;
+
+ private:
+  friend class UnixAcceptAwaitable;
+  UnixStream(int fd, Scheduler* sched) noexcept : StreamSocket(fd, sched) {}
+  void remove_socket_file() noexcept;
+  std::string unlink_path_;  // set on a listener bound to a filesystem path
+};
+
+}  // namespace galay
