@@ -16,7 +16,8 @@
 // Files: each worker gets its own file of --file-size bytes in -d, created and fully
 // written first (O_DIRECT reads of never-written blocks would cost the device nothing),
 // then removed at exit, also after SIGINT/SIGTERM. --file PATH instead shares one existing
-// file among all workers (like fio's filename= with numjobs) and leaves it in place.
+// file or block device among all workers (like fio's filename= with numjobs) and leaves it
+// in place.
 // O_DIRECT (the default) is refused on tmpfs, which does not support it.
 //
 // Counting: -n requests per worker, or --duration seconds (time-based; then -n is ignored
@@ -569,7 +570,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_file_io: %s: %s\n", where.c_str(), std::strerror(errno));
     return 2;
   }
-  if (cfg.direct && fs.f_type == kTmpfsMagic) {
+  struct stat st{};
+  const bool block_device = ::stat(where.c_str(), &st) == 0 && S_ISBLK(st.st_mode);  // its node may sit on devtmpfs
+  if (cfg.direct && fs.f_type == kTmpfsMagic && !block_device) {
     std::fprintf(stderr,
                  "bench_file_io: refusing to run: %s is on tmpfs, which does not support O_DIRECT "
                  "(the page cache is the storage there). Use -d on a disk-backed filesystem, or "

@@ -4,11 +4,14 @@
 # usage: benchmark/compare_fio.sh [--build-dir build/release] [--dir /var/tmp]
 #            [--duration 5] [--depths "1 4 32"] [--jobs 1] [--size 1G] [--bs 4k]
 #            [--rounds 1] [--engines "libaio io_uring"] [--no-batch] [--out FILE]
+#            [--target PATH]
 #
 # Workload: O_DIRECT 4 KiB random reads (--bs), time-based (--duration seconds per run),
 # --jobs jobs each keeping --depths requests in flight, all on one file of --size bytes in
 # --dir, written once up front (fio, sequential 1 MiB O_DIRECT writes, fsync) so reads hit
-# real blocks. The file is removed at exit.
+# real blocks. The file is removed at exit. --target PATH reads an existing file or block
+# device instead (never written, never removed; --size defaults to its size): e.g. a loop
+# device on a RAM-backed file, to compare software overhead without a noisy disk.
 #
 # Pairs: fio --ioengine=libaio vs bench_file_io --backend epoll (libaio under epoll), and
 # fio --ioengine=io_uring vs bench_file_io --backend io_uring. fio runs --numjobs jobs
@@ -34,9 +37,10 @@ ROUNDS=1
 ENGINES="libaio io_uring"
 BATCH=1
 OUT=""
+TARGET=""
 
 die() { echo "compare_fio: $*" >&2; exit 2; }
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -51,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --engines) ENGINES=${2:?}; shift 2 ;;
     --no-batch) BATCH=0; shift ;;
     --out) OUT=${2:?}; shift 2 ;;
+    --target) TARGET=${2:?}; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "compare_fio: unknown argument '$1'" >&2; usage 2 ;;
   esac
@@ -69,13 +74,24 @@ if ! command -v fio >/dev/null; then
   echo "compare_fio: fio not found, installing it (apt-get install fio)" >&2
   if [[ $(id -u) -eq 0 ]]; then apt-get install -y fio >/dev/null; else sudo apt-get install -y fio >/dev/null; fi
 fi
-[[ -d $DIR ]] || die "--dir $DIR does not exist"
-fstype=$(stat -f -c %T "$DIR")
-[[ $fstype != tmpfs ]] || die "$DIR is on tmpfs, which has no O_DIRECT: pick a disk-backed --dir"
-
-FILE=$DIR/compare_fio.$$.dat
-cleanup() { rm -f "$FILE"; }
-trap cleanup EXIT
+if [[ -n $TARGET ]]; then
+  [[ -e $TARGET ]] || die "--target $TARGET does not exist"
+  FILE=$TARGET
+  if [[ -b $TARGET ]]; then
+    fstype="block device"
+    SIZE=$(blockdev --getsize64 "$TARGET")
+  else
+    fstype=$(stat -f -c %T "$TARGET")
+    SIZE=$(stat -c %s "$TARGET")
+  fi
+else
+  [[ -d $DIR ]] || die "--dir $DIR does not exist"
+  fstype=$(stat -f -c %T "$DIR")
+  [[ $fstype != tmpfs ]] || die "$DIR is on tmpfs, which has no O_DIRECT: pick a disk-backed --dir"
+  FILE=$DIR/compare_fio.$$.dat
+  cleanup() { rm -f "$FILE"; }
+  trap cleanup EXIT
+fi
 trap 'exit 130' INT TERM
 
 bs_bytes=$(numfmt --from=iec "${BS^^}")
@@ -84,9 +100,11 @@ log() { if [[ -n $OUT ]]; then echo "$*" | tee -a "$OUT"; else echo "$*"; fi; }
 
 log "# compare_fio: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r), $(nproc) CPUs, fio $(fio --version | sed 's/^fio-//')"
 log "# file $FILE ($SIZE on $fstype), O_DIRECT random reads of $BS, $JOBS job(s), ${DURATION}s per run, $ROUNDS round(s)"
-echo "laying out $FILE ($SIZE) ..." >&2
-fio --name=layout --filename="$FILE" --size="$SIZE" --rw=write --bs=1M --direct=1 --ioengine=psync \
-    --end_fsync=1 --output=/dev/null
+if [[ -z $TARGET ]]; then
+  echo "laying out $FILE ($SIZE) ..." >&2
+  fio --name=layout --filename="$FILE" --size="$SIZE" --rw=write --bs=1M --direct=1 --ioengine=psync \
+      --end_fsync=1 --output=/dev/null
+fi
 
 backend_of() { [[ $1 == libaio ]] && echo epoll || echo io_uring; }
 

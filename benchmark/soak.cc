@@ -3,7 +3,7 @@
 // it checks that nothing is lost, corrupted or leaked under sustained load.
 //
 //   soak [-c conns] [-d seconds] [--max-size bytes] [--churn p] [--backend epoll|io_uring|kqueue|auto]
-//        [--seed n]
+//        [--seed n] [--raise-hard-limit]
 //
 // Every client loops { pick a size in [1, max-size]; send_all(message); read back exactly
 // that many bytes and check every byte; with probability p close and reconnect }.
@@ -61,13 +61,16 @@ struct Config {
   std::size_t max_size = 64 * 1024;
   double churn = 0.001;
   std::uint64_t seed = 1;
+  bool raise_hard = false;
   BackendKind backend = BackendKind::automatic;
 };
 
 [[noreturn]] void usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
                "usage: %s [-c connections (10000)] [-d seconds (60)] [--max-size bytes (65536)]\n"
-               "          [--churn probability (0.001)] [--seed n (1)] [--backend epoll|io_uring|kqueue|auto]\n",
+               "          [--churn probability (0.001)] [--seed n (1)] [--backend epoll|io_uring|kqueue|auto]\n"
+               "          [--raise-hard-limit]  if -c needs more fds than the hard RLIMIT_NOFILE, try to raise\n"
+               "                                the hard limit too (needs CAP_SYS_RESOURCE)\n",
                argv0);
   std::exit(code);
 }
@@ -114,6 +117,8 @@ Config parse_args(int argc, char** argv) {
         usage(argv[0], 2);
       }
       cfg.churn = p;
+    } else if (a == "--raise-hard-limit") {
+      cfg.raise_hard = true;
     } else if (a == "--backend" || a == "-b") {
       std::string_view v = value();
       auto k = parse_backend_kind(v);
@@ -191,7 +196,7 @@ struct State {
 // Server
 
 Task<void> echo_connection(State& st, TcpSocket sock, std::size_t id) {
-  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
+  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]());  // zeroed: resident from the start
   ++st.server_conns;
   for (;;) {
     auto n = co_await sock.recv(buf.get(), kChunk);
@@ -243,7 +248,7 @@ Task<TcpSocket> connect_one(State& st, std::size_t id) {
 }
 
 Task<void> client(State& st, TcpSocket sock, std::size_t id) {
-  std::unique_ptr<std::byte[]> rx(new std::byte[kChunk]);
+  std::unique_ptr<std::byte[]> rx(new std::byte[kChunk]());  // zeroed: resident from the start
   std::uniform_int_distribution<std::size_t> size_dist(1, st.cfg.max_size);
   std::uniform_int_distribution<unsigned> start_dist(0, 255);
   std::bernoulli_distribution churn(st.cfg.churn);
@@ -371,7 +376,7 @@ Task<Report> run_soak(State& st) {
   co_return rep;
 }
 
-void raise_nofile_limit(std::size_t needed, bool* ok) {
+void raise_nofile_limit(std::size_t needed, bool raise_hard, bool* ok) {
   rlimit rl{};
   *ok = false;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -388,11 +393,22 @@ void raise_nofile_limit(std::size_t needed, bool* ok) {
   }
   std::printf("RLIMIT_NOFILE: soft limit raised from %llu to the hard limit %llu\n",
               static_cast<unsigned long long>(old_soft), static_cast<unsigned long long>(rl.rlim_max));
+  if (raise_hard && rl.rlim_cur != RLIM_INFINITY && needed > rl.rlim_cur) {
+    const rlim_t old_hard = rl.rlim_max;
+    rlimit want{static_cast<rlim_t>(needed), static_cast<rlim_t>(needed)};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+      rl = want;
+      std::printf("RLIMIT_NOFILE: --raise-hard-limit: hard and soft limit raised from %llu to %zu\n",
+                  static_cast<unsigned long long>(old_hard), needed);
+    } else {
+      std::fprintf(stderr, "soak: --raise-hard-limit: setrlimit(%zu): %s\n", needed, std::strerror(errno));
+    }
+  }
   if (rl.rlim_cur != RLIM_INFINITY && needed > rl.rlim_cur) {
     std::fprintf(stderr,
                  "soak: error: %zu file descriptors needed (2 per connection: client and server side, plus "
                  "reconnect overlap and the process's own), but RLIMIT_NOFILE allows only %llu; "
-                 "use fewer connections (-c) or raise the hard limit (ulimit -Hn)\n",
+                 "use fewer connections (-c), or raise the hard limit (ulimit -Hn, or --raise-hard-limit as root)\n",
                  needed, static_cast<unsigned long long>(rl.rlim_cur));
     return;
   }
@@ -407,7 +423,7 @@ int main(int argc, char** argv) {
 
   const std::size_t fds_before = count_open_fds();
   bool fd_ok = false;
-  raise_nofile_limit(2 * cfg.connections + fds_before + 32, &fd_ok);
+  raise_nofile_limit(2 * cfg.connections + fds_before + 32, cfg.raise_hard, &fd_ok);
   if (!fd_ok) return 2;
 
   std::printf("soak: connections=%zu duration=%" PRIu64 "s sizes=1..%zu churn=%g seed=%" PRIu64 "\n",

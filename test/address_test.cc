@@ -41,6 +41,12 @@ TEST(Address, MalformedInputIsAnError) {
   EXPECT_FALSE(SocketAddress::parse("example.com", 80));
   EXPECT_FALSE(SocketAddress::parse(std::string(100, '1'), 80));
   EXPECT_FALSE(SocketAddress::from_sockaddr(nullptr, 0));
+  // Regression (found by fuzz_address): an embedded NUL must not truncate the parse.
+  using namespace std::string_view_literals;
+  EXPECT_FALSE(SocketAddress::parse("127.0.0.1\0evil"sv, 80));
+  EXPECT_FALSE(SocketAddress::parse("[::1\0junk]:80"sv));
+  EXPECT_FALSE(SocketAddress::parse("10.0.0.1\0x:80"sv));
+  EXPECT_FALSE(SocketAddress::parse("10.0.0.1:8\0"sv));
 }
 
 TEST(Address, ErrorMessagesAreReadable) {

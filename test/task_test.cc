@@ -227,6 +227,32 @@ TEST_P(TaskTest, SchedulerDestructionDestroysSuspendedFramesExactlyOnce) {
   EXPECT_EQ(open_fd_count(), fds_before) << "sockets and backend fds must all be closed";
 }
 
+TEST_P(TaskTest, ShutdownWhileSuspendedInWhenAllOrWhenAny) {
+  // Regression (found by fuzz_scheduler): destroying a task suspended in when_all/when_any
+  // used to free the branch scopes before the branches, and leak the branch drivers.
+  LiveCounter::live = 0;
+  auto slow = []() -> Task<int> {
+    LiveCounter c;
+    co_await sleep_for(std::chrono::hours(1));
+    co_return 1;
+  };
+  auto all = [](auto slow) -> Task<void> { (void)co_await when_all(slow(), slow()); };
+  auto any = [](auto slow) -> Task<void> { (void)co_await when_any(slow(), slow()); };
+  auto list = [](auto slow) -> Task<void> {
+    std::vector<Task<int>> v;
+    v.push_back(slow());
+    v.push_back(slow());
+    (void)co_await when_all(std::move(v));
+  };
+  sched().spawn(all(slow)).detach();
+  sched().spawn(any(slow)).detach();
+  sched().spawn(list(slow)).detach();
+  sched().block_on([]() -> Task<void> { co_await sleep_for(10ms); }());
+  EXPECT_EQ(LiveCounter::live, 6);
+  sched().shutdown();  // ASan: no use-after-free, no leaked driver frames
+  EXPECT_EQ(LiveCounter::live, 0);
+}
+
 GALAY_INSTANTIATE_ALL_BACKENDS(TaskTest);
 
 }  // namespace

@@ -167,10 +167,14 @@ BatchJoin make_batch_join();
 ///     auto all_ok = co_await batch.submit();     // one io_submit / one io_uring submit
 ///     auto n = batch.result(0);                  // each request's own Expected<size_t>
 ///
-/// On epoll the O_DIRECT requests go to the kernel in one io_submit (others, e.g. buffered
-/// files, go to the blocking pool); on io_uring all of them go in one submission; on kqueue
-/// they are queued to the blocking pool together. The awaiting task is resumed once, when
-/// every request has finished.
+/// On epoll the O_DIRECT requests go to the kernel in one io_submit, at once (others, e.g.
+/// buffered files, go to the blocking pool); on io_uring all of them go in one submission,
+/// the loop's next io_uring_enter (with any other SQEs queued meanwhile); on kqueue they go
+/// to the blocking pool. The awaiting task is resumed once, when every request has finished.
+///
+/// A batch is a barrier: the next one starts only when the slowest request of this one is
+/// done. To keep a device busy, prefer several lanes (coroutines) over one big batch;
+/// batching pays where submission syscalls are the cost (libaio: one io_submit for N).
 ///
 /// The batch holds each request's IoOp (the libaio iocbs live in the backend's slot array)
 /// in storage reserved at construction, so nothing moves while the kernel holds it: a

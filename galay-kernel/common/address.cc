@@ -11,6 +11,8 @@ SocketAddress::SocketAddress() noexcept : len_(0) { std::memset(&storage_, 0, si
 
 Expected<SocketAddress> SocketAddress::parse(std::string_view host, std::uint16_t port) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  // inet_pton would stop at an embedded NUL and accept the prefix: refuse it instead.
+  if (host.find('\0') != std::string_view::npos) return make_error(Error::invalid_address);
   // inet_pton needs a NUL-terminated string; the longest literal is an IPv6 one (45 chars).
   char text[INET6_ADDRSTRLEN + 1];
   if (host.empty() || host.size() >= sizeof(text)) return make_error(Error::invalid_address);
@@ -49,6 +51,7 @@ Expected<SocketAddress> SocketAddress::parse(std::string_view text) {
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
   }
+  if (port_text.find('\0') != std::string_view::npos) return make_error(Error::invalid_address);
   unsigned port = 0;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)

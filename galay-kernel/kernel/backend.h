@@ -41,9 +41,10 @@ class Backend {
   /// Start several ops as one group (FileBatch::submit()); the caller has marked each one
   /// pending and set its scheduler and waiter. On return each op is either still pending
   /// (it completes later through Scheduler::complete(), never inside this call) or finished
-  /// now, with op.state == OpState::done and op.result set. Backends that can hand a group
-  /// to the kernel in one call override this (epoll: one io_submit for the libaio ops;
-  /// io_uring: one submit); the default starts the ops one by one.
+  /// now, with op.state == OpState::done and op.result set. The default starts the ops one
+  /// by one. epoll overrides it to hand the libaio ops to the kernel in one io_submit;
+  /// io_uring needs no override: start() only queues SQEs, so the whole group goes to the
+  /// kernel in the loop's next io_uring_enter (one submission, and no extra syscall).
   virtual void start_batch(std::span<IoOp* const> ops) noexcept {
     for (IoOp* op : ops)
       if (!start(*op)) op->state = OpState::done;

@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "galay-kernel/kernel/cancel.h"
@@ -27,7 +28,21 @@ struct BranchSlot {
 
 class BranchGroup : public Cancellable {
  public:
-  explicit BranchGroup(std::size_t n) : count_(n), scopes_(std::make_unique<CancelScope[]>(n)) {}
+  explicit BranchGroup(std::size_t n)
+      : count_(n), scopes_(std::make_unique<CancelScope[]>(n)), drivers_(std::make_unique<std::coroutine_handle<>[]>(n)) {}
+  BranchGroup(const BranchGroup&) = delete;
+  BranchGroup& operator=(const BranchGroup&) = delete;
+
+  /// Destroyed while branches are still suspended (the awaiting task's frame is being
+  /// destroyed, e.g. by Scheduler::shutdown()): destroy them first, while the scopes they
+  /// point into still exist. Each driver owns its branch task, so this frees everything.
+  ~BranchGroup() {
+    for (std::size_t i = 0; i < count_; ++i)
+      if (drivers_[i]) std::exchange(drivers_[i], nullptr).destroy();
+  }
+
+  void set_driver(std::size_t i, std::coroutine_handle<> h) noexcept { drivers_[i] = h; }
+  void forget_driver(std::size_t i) noexcept { drivers_[i] = nullptr; }
 
   CancelScope& scope(std::size_t i) noexcept { return scopes_[i]; }
   std::size_t count() const noexcept { return count_; }
@@ -65,13 +80,15 @@ class BranchGroup : public Cancellable {
   static constexpr std::size_t kNone = ~std::size_t{0};
   std::size_t count_;
   std::unique_ptr<CancelScope[]> scopes_;
+  std::unique_ptr<std::coroutine_handle<>[]> drivers_;  // live (unfinished) branch drivers
   std::size_t remaining_ = 0;
   std::size_t first_done_ = kNone;
   bool cancel_others_on_first_ = false;
   std::coroutine_handle<> parent_;
 };
 
-/// A self-destroying coroutine that awaits one branch task and reports to the group.
+/// A coroutine that owns and awaits one branch task and reports to the group. It destroys
+/// itself when the branch finishes; the group destroys it if it never does.
 class BranchDriver {
  public:
   class promise_type {
@@ -85,6 +102,7 @@ class BranchDriver {
       std::coroutine_handle<> await_suspend(std::coroutine_handle<promise_type> h) noexcept {
         BranchGroup* group = h.promise().group;
         std::size_t index = h.promise().index;
+        group->forget_driver(index);
         h.destroy();  // nothing of this frame is touched after this point
         return group->branch_done(index);
       }
@@ -102,7 +120,7 @@ class BranchDriver {
 };
 
 template <class T>
-BranchDriver drive_branch(Task<T>& task, BranchSlot<T>& slot) {
+BranchDriver drive_branch(Task<T> task, BranchSlot<T>& slot) {
   try {
     if constexpr (std::is_void_v<T>) {
       co_await task;
@@ -146,6 +164,7 @@ class GroupAwaiter {
 inline void launch_driver(BranchGroup& group, std::size_t i, BranchDriver d) {
   d.handle.promise().group = &group;
   d.handle.promise().index = i;
+  group.set_driver(i, d.handle);
   d.handle.resume();
 }
 

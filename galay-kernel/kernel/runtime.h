@@ -142,18 +142,92 @@ Task<T> tracked(Task<T> task, std::atomic<std::int64_t>* live, const std::atomic
   }
 }
 
-/// Runs `task` and hands its outcome to a std::promise (Runtime::block_on).
+/// Where a task run by Runtime::block_on leaves its outcome for the blocked thread. Unlike
+/// std::promise, the task hands over its only reference to an exception, so the exception
+/// object is freed by the thread that caught it (TSan cannot see libstdc++'s internal
+/// reference counting, and a std::future would leave the last release on the worker).
 template <class T>
-Task<void> fulfil(Task<T> task, std::promise<T> promise) {
+class Rendezvous {
+ public:
+  using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+  /// Record the outcome (first call wins) and wake the waiter.
+  void finish(std::optional<Stored> value, std::exception_ptr error) noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      if (done_) return;
+      done_ = true;
+      value_ = std::move(value);
+      error_ = std::move(error);
+    }
+    cv_.notify_all();
+  }
+  /// Wait up to `limit`; true once finished.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> limit) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return done_; });
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+  /// After wait(): the value, or the task's exception, or task_abandoned.
+  T take() {
+    std::unique_lock lock(mutex_);
+    std::exception_ptr error = std::move(error_);
+    std::optional<Stored> value = std::move(value_);
+    lock.unlock();
+    if (error) std::rethrow_exception(std::move(error));
+    if (!value) throw std::system_error(make_error_code(Error::task_abandoned));
+    if constexpr (!std::is_void_v<T>) return std::move(*value);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::optional<Stored> value_;
+  std::exception_ptr error_;
+};
+
+/// Owning reference to a Rendezvous that reports task_abandoned if dropped unfinished. It
+/// is a coroutine parameter, so it is destroyed even with a frame that never started.
+template <class T>
+class RendezvousRef {
+ public:
+  explicit RendezvousRef(std::shared_ptr<Rendezvous<T>> r) noexcept : r_(std::move(r)) {}
+  RendezvousRef(RendezvousRef&&) noexcept = default;
+  RendezvousRef& operator=(RendezvousRef&&) = delete;
+  ~RendezvousRef() {
+    if (r_) r_->finish(std::nullopt, nullptr);  // no-op once finished
+  }
+  Rendezvous<T>* operator->() const noexcept { return r_.get(); }
+
+ private:
+  std::shared_ptr<Rendezvous<T>> r_;
+};
+
+/// Runs `task` and hands its outcome to `slot` (Runtime::block_on).
+template <class T>
+Task<void> fulfil(Task<T> task, RendezvousRef<T> slot) {
+  std::exception_ptr error;
   try {
     if constexpr (std::is_void_v<T>) {
       co_await task;
-      promise.set_value();
+      slot->finish(std::monostate{}, nullptr);
     } else {
-      promise.set_value(co_await task);
+      auto value = co_await task;
+      slot->finish(std::move(value), nullptr);
     }
   } catch (...) {
-    promise.set_exception(std::current_exception());
+    error = std::current_exception();
+  }
+  if (error) {
+    // The task's frame holds a reference to the exception too: free the frame here, so
+    // the thread that receives the exception holds the only reference.
+    task = Task<T>();
+    slot->finish(std::nullopt, std::move(error));
   }
 }
 
@@ -473,16 +547,10 @@ JoinHandle<T> Runtime::spawn_on(std::size_t i, Task<T> task) {
 template <class T>
 T Runtime::block_on(Task<T> task) {
   if (on_worker_of(this)) throw std::logic_error("Runtime::block_on on one of its own workers would deadlock");
-  std::promise<T> promise;
-  std::future<T> future = promise.get_future();
-  spawn(detail::fulfil(std::move(task), std::move(promise))).detach();
-  try {
-    return future.get();
-  } catch (const std::future_error& e) {
-    // The frame holding the promise was destroyed unfinished (the runtime shut down).
-    if (e.code() == std::future_errc::broken_promise) throw std::system_error(make_error_code(Error::task_abandoned));
-    throw;
-  }
+  auto slot = std::make_shared<detail::Rendezvous<T>>();
+  spawn(detail::fulfil(std::move(task), detail::RendezvousRef<T>(slot))).detach();
+  slot->wait();
+  return slot->take();
 }
 
 }  // namespace galay

@@ -19,7 +19,7 @@ Task<std::tuple<detail::StoredResult<Ts>...>> when_all(Task<Ts>... tasks) {
   std::tuple<detail::BranchSlot<Ts>...> slots;
   co_await detail::GroupAwaiter(group, [&] {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (detail::launch_driver(group, I, detail::drive_branch(tasks, std::get<I>(slots))), ...);
+      (detail::launch_driver(group, I, detail::drive_branch(std::move(tasks), std::get<I>(slots))), ...);
     }(std::index_sequence_for<Ts...>{});
   });
   co_return [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -34,7 +34,7 @@ Task<std::vector<detail::StoredResult<T>>> when_all(std::vector<Task<T>> tasks) 
   std::vector<detail::BranchSlot<T>> slots(tasks.size());
   co_await detail::GroupAwaiter(group, [&] {
     for (std::size_t i = 0; i < tasks.size(); ++i)
-      detail::launch_driver(group, i, detail::drive_branch(tasks[i], slots[i]));
+      detail::launch_driver(group, i, detail::drive_branch(std::move(tasks[i]), slots[i]));
   });
   std::vector<detail::StoredResult<T>> out;
   out.reserve(slots.size());

@@ -23,7 +23,7 @@ Task<std::variant<detail::StoredResult<Ts>...>> when_any(Task<Ts>... tasks) {
   std::tuple<detail::BranchSlot<Ts>...> slots;
   co_await detail::GroupAwaiter(group, [&] {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (detail::launch_driver(group, I, detail::drive_branch(tasks, std::get<I>(slots))), ...);
+      (detail::launch_driver(group, I, detail::drive_branch(std::move(tasks), std::get<I>(slots))), ...);
     }(std::index_sequence_for<Ts...>{});
   });
   using Result = std::variant<detail::StoredResult<Ts>...>;
@@ -50,7 +50,7 @@ Task<AnyResult<T>> when_any(std::vector<Task<T>> tasks) {
   std::vector<detail::BranchSlot<T>> slots(tasks.size());
   co_await detail::GroupAwaiter(group, [&] {
     for (std::size_t i = 0; i < tasks.size(); ++i)
-      detail::launch_driver(group, i, detail::drive_branch(tasks[i], slots[i]));
+      detail::launch_driver(group, i, detail::drive_branch(std::move(tasks[i]), slots[i]));
   });
   std::size_t winner = group.first_done();
   co_return AnyResult<T>{winner, detail::take_slot(slots[winner])};

@@ -190,14 +190,6 @@ class IoUringBackend final : public Backend {
     return true;
   }
 
-  // A FileBatch reaches the kernel in one io_uring_enter now, as io_submit does on epoll,
-  // instead of waiting for the next poll (only a full SQ makes get_sqe() submit earlier).
-  void start_batch(std::span<IoOp* const> ops) noexcept override {
-    for (IoOp* op : ops)
-      if (!start(*op)) op->state = OpState::done;
-    io_uring_submit(&ring_);
-  }
-
   void cancel(IoOp& op) noexcept override {
     if (MultishotState* st = multishot_of(op); st != nullptr && st->waiting == &op) {
       // The waiting op owns no buffer or fd: detach it and let the multishot SQE run on;
