@@ -242,8 +242,14 @@ Runtime::~Runtime() {
 }
 
 std::int64_t Runtime::live_total() const noexcept {
+  // Read `ended` first: every end counted was preceded by its spawn, so the difference
+  // never goes negative, and a root still running is never missed.
   std::int64_t n = 0;
-  for (std::size_t i = 0; i < n_; ++i) n += workers_[i].live.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n_; ++i) {
+    const Worker& w = workers_[i];
+    n -= w.ended.load(std::memory_order_acquire);
+    n += w.local_spawned.load(std::memory_order_acquire) + w.remote_spawned.load(std::memory_order_acquire);
+  }
   return n;
 }
 

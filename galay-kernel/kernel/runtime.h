@@ -123,15 +123,22 @@ PostedCall posted_call(Fn fn) {
   co_return;
 }
 
-/// Wraps every root spawned through a Runtime: counts it as live until it ends (so
+/// Bumps a counter that only its owner thread writes: a load and a release store, no
+/// read-modify-write (readers on other threads only need a monotonic snapshot).
+inline void bump_owned(std::atomic<std::int64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+/// Wraps every root spawned through a Runtime: counts it as ended when it finishes (so
 /// shutdown() can wait for the work to drain), and cancels it at once if it starts after
-/// the shutdown deadline (so spawning cannot outrun the cancellation sweeps).
+/// the shutdown deadline (so spawning cannot outrun the cancellation sweeps). It runs, and
+/// ends, on the worker that owns `ended`.
 template <class T>
-Task<T> tracked(Task<T> task, std::atomic<std::int64_t>* live, const std::atomic<bool>* cancelling) {
+Task<T> tracked(Task<T> task, std::atomic<std::int64_t>* ended, const std::atomic<bool>* cancelling) {
   struct Leave {
-    std::atomic<std::int64_t>* live;
-    ~Leave() { live->fetch_sub(1, std::memory_order_release); }
-  } leave{live};
+    std::atomic<std::int64_t>* ended;
+    ~Leave() { bump_owned(*ended); }
+  } leave{ended};
   if (cancelling->load(std::memory_order_acquire)) {
     if (CancelScope* scope = co_await current_scope()) scope->cancel();
   }
@@ -419,11 +426,16 @@ class Runtime {
     std::size_t blocking_threads = 4;
     std::chrono::nanoseconds cancel_grace = std::chrono::seconds(5);
   };
+  // Live roots of a worker = local_spawned + remote_spawned - ended. The worker alone
+  // writes local_spawned and ended (no atomic read-modify-write on its hot path); other
+  // threads add to remote_spawned, on its own cache line.
   struct alignas(64) Worker {
     std::thread thread;
-    Scheduler* sched = nullptr;                 // owned by the worker thread
-    std::atomic<std::int64_t> live{0};          // roots spawned here through the runtime, not yet ended
-    int cpu = -1;                               // pinned CPU, or -1
+    Scheduler* sched = nullptr;                        // owned by the worker thread
+    int cpu = -1;                                      // pinned CPU, or -1
+    std::atomic<std::int64_t> local_spawned{0};        // spawned by this worker onto itself
+    std::atomic<std::int64_t> ended{0};                // runtime roots that finished here
+    alignas(64) std::atomic<std::int64_t> remote_spawned{0};  // spawned here by other threads
   };
 
   explicit Runtime(Config config);
@@ -537,9 +549,13 @@ JoinHandle<T> Runtime::spawn_on(std::size_t i, Task<T> task) {
     if (external) external_spawns_.fetch_sub(1, std::memory_order_release);
     return abandoned(std::move(task));
   }
-  Worker& w = workers_[i % n_];
-  w.live.fetch_add(1, std::memory_order_relaxed);
-  JoinHandle<T> handle = w.sched->spawn(detail::tracked(std::move(task), &w.live, &cancelling_));
+  const std::size_t target = i % n_;
+  Worker& w = workers_[target];
+  if (!external && worker_index() == target)
+    detail::bump_owned(w.local_spawned);
+  else
+    w.remote_spawned.fetch_add(1, std::memory_order_release);
+  JoinHandle<T> handle = w.sched->spawn(detail::tracked(std::move(task), &w.ended, &cancelling_));
   if (external) external_spawns_.fetch_sub(1, std::memory_order_release);
   return handle;
 }
