@@ -246,28 +246,43 @@ void BM_MutexUncontended(benchmark::State& state) {
 }
 BENCHMARK(BM_MutexUncontended);
 
-Task<void> lock_unlock_done(sync::Mutex* m, int n, long* counter, sync::Latch* gate, sync::WaitGroup* wg) {
+Task<void> lock_unlock_done(sync::Mutex* m, int n, long* counter, std::atomic<long>* waits, sync::Latch* gate,
+                            sync::WaitGroup* wg) {
   gate->count_down();
   (void)co_await gate->wait();  // every task is running before anyone locks
-  co_await lock_unlock(m, n, counter);
+  long waited = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!m->try_lock()) {  // count how often the lock really was contended
+      ++waited;
+      (void)co_await m->lock();
+    }
+    ++*counter;
+    m->unlock();
+  }
+  waits->fetch_add(waited, std::memory_order_relaxed);
   wg->done();
 }
 
-Task<void> contend(Runtime* rt, int tasks_per_worker, int n, long* counter) {
+Task<void> contend(Runtime* rt, int tasks_per_worker, int n, long* counter, std::atomic<long>* waits) {
   sync::Mutex m;
   sync::Latch gate(tasks_per_worker * 2);
   sync::WaitGroup wg;
   wg.add(tasks_per_worker * 2);
-  for (int t = 0; t < tasks_per_worker * 2; ++t) rt->spawn_on(t, lock_unlock_done(&m, n, counter, &gate, &wg)).detach();
+  for (int t = 0; t < tasks_per_worker * 2; ++t)
+    rt->spawn_on(t, lock_unlock_done(&m, n, counter, waits, &gate, &wg)).detach();
   (void)co_await wg.wait();
 }
 
-// Two tasks on each of two schedulers hammer one mutex (FIFO hand-off between threads).
+// Two tasks on each of two schedulers hammer one mutex, 4096 lock/unlock each, so both
+// threads are inside the loop at the same time (FIFO hand-off between threads).
 void BM_MutexContended_TwoSchedulers(benchmark::State& state) {
   auto rt = make_runtime(2);
   long counter = 0;
-  for (auto _ : state) rt->block_on(contend(rt.get(), 2, kBatch / 4, &counter));
-  state.counters["per_op"] = per_op(kBatch);
+  constexpr int kPerTask = 4096;
+  std::atomic<long> waits{0};
+  for (auto _ : state) rt->block_on(contend(rt.get(), 2, kPerTask, &counter, &waits));
+  state.counters["per_op"] = per_op(4 * kPerTask);
+  state.counters["waits/op"] = benchmark::Counter(double(waits.load()) / double(state.iterations() * 4 * kPerTask));
 }
 BENCHMARK(BM_MutexContended_TwoSchedulers)->UseRealTime();
 
