@@ -97,6 +97,15 @@ struct BackendFactory {
   Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler) = nullptr;
 };
 
+/// BackendFactory::create for a backend class with `B(Scheduler&)` and
+/// `std::error_code init()`.
+template <class B>
+Expected<std::unique_ptr<Backend>> make_backend(Scheduler& scheduler) {
+  auto backend = std::make_unique<B>(scheduler);
+  if (auto ec = backend->init()) return make_error(ec);
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
 /// Register (or replace) the factory for `kind`. Call before creating schedulers.
 void register_backend(BackendKind kind, BackendFactory factory);
 /// The factory for `kind`, or nullptr if this build has none.

@@ -200,11 +200,7 @@ BackendFactory epoll_backend_factory() {
     ::close(fd);
     return {};
   };
-  f.create = [](Scheduler& sched) -> Expected<std::unique_ptr<Backend>> {
-    auto b = std::make_unique<EpollBackend>(sched);
-    if (auto ec = b->init()) return make_error(ec);
-    return std::unique_ptr<Backend>(std::move(b));
-  };
+  f.create = &make_backend<EpollBackend>;
   return f;
 }
 

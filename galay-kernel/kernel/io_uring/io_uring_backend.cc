@@ -647,11 +647,7 @@ class IoUringBackend final : public Backend {
 BackendFactory io_uring_backend_factory() {
   BackendFactory f;
   f.probe = &probe_io_uring;
-  f.create = [](Scheduler& sched) -> Expected<std::unique_ptr<Backend>> {
-    auto b = std::make_unique<IoUringBackend>(sched);
-    if (auto ec = b->init()) return make_error(ec);
-    return std::unique_ptr<Backend>(std::move(b));
-  };
+  f.create = &make_backend<IoUringBackend>;
   return f;
 }
 

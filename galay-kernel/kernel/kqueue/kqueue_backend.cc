@@ -144,11 +144,7 @@ BackendFactory kqueue_backend_factory() {
     ::close(kq);
     return {};
   };
-  f.create = [](Scheduler& sched) -> Expected<std::unique_ptr<Backend>> {
-    auto b = std::make_unique<KqueueBackend>(sched);
-    if (auto ec = b->init()) return make_error(ec);
-    return std::unique_ptr<Backend>(std::move(b));
-  };
+  f.create = &make_backend<KqueueBackend>;
   return f;
 }
 
