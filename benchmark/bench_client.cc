@@ -2,8 +2,11 @@
 //
 //   bench_client [-h host] [-p port] [-c conns] [-s size] [-d seconds]
 //                [--backend epoll|io_uring|kqueue|auto] [--json] [--warmup seconds]
+//                [-t threads] [--pin]
 //
-// Every connection is one coroutine on a single Scheduler thread: connect, then loop
+// The connections are split evenly over -t threads (default 1), each running its own
+// Scheduler; the main thread keeps the clock and prints the per-second lines.
+// Every connection is one coroutine on its thread's Scheduler: connect, then loop
 // { send_all(message); recv until `size` bytes are back; check every byte; record the
 // round-trip time }, one message in flight per connection. Message k of connection c has
 // byte i = (c*31 + k + i) & 0xff, so stale, short, crossed or corrupted echoes are caught.
@@ -27,6 +30,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -38,17 +42,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
 
 using namespace galay;
+using bench::Histogram;
+using bench::json_escape;
+using bench::with_commas;
 using namespace std::chrono_literals;
 
 constexpr auto kConnectTimeout = 2s;
@@ -67,6 +78,8 @@ struct Config {
   double warmup_s = 0;
   BackendKind backend = BackendKind::automatic;
   bool json = false;
+  std::size_t threads = 1;
+  bool pin = false;
 };
 
 [[noreturn]] void usage(const char* argv0, int code) {
@@ -79,28 +92,23 @@ struct Config {
                "  -d <seconds>       measured duration (default 10)\n"
                "  --warmup <seconds> uncounted warm-up before the measured window (default 0)\n"
                "  --backend <name>   epoll|io_uring|kqueue|auto (default auto)\n"
-               "  --json             print one JSON object instead of the text report\n",
+               "  --json             print one JSON object instead of the text report\n"
+               "  -t <threads>       client threads, each with its own scheduler and share of the\n"
+               "                     connections (default 1)\n"
+               "  --pin              pin thread i to the i-th CPU allowed to the process (see taskset)\n",
                argv0);
   std::exit(code);
 }
 
 template <class T>
 T parse_uint(const char* argv0, const char* opt, std::string_view s, std::uint64_t lo, std::uint64_t hi) {
-  std::uint64_t v = 0;
-  bool ok = !s.empty() && s.size() <= 19;
-  for (char c : s) {
-    if (c < '0' || c > '9') {
-      ok = false;
-      break;
-    }
-    v = v * 10 + std::uint64_t(c - '0');
-  }
-  if (!ok || v < lo || v > hi) {
+  auto v = bench::parse_uint(s, lo, hi);
+  if (!v) {
     std::fprintf(stderr, "%s: %s wants an integer in [%" PRIu64 ", %" PRIu64 "], got '%.*s'\n", argv0, opt, lo, hi,
                  int(s.size()), s.data());
     usage(argv0, 2);
   }
-  return static_cast<T>(v);
+  return static_cast<T>(*v);
 }
 
 Config parse_args(int argc, char** argv) {
@@ -146,6 +154,10 @@ Config parse_args(int argc, char** argv) {
       cfg.backend = *k;
     } else if (a == "--json") {
       cfg.json = true;
+    } else if (a == "-t" || a == "--threads") {
+      cfg.threads = parse_uint<std::size_t>(argv[0], "-t", value(), 1, 1024);
+    } else if (a == "--pin") {
+      cfg.pin = true;
     } else {
       std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[i]);
       usage(argv[0], 2);
@@ -155,92 +167,39 @@ Config parse_args(int argc, char** argv) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Latency histogram: log-linear buckets over nanoseconds, HDR style. Values below 128 ns
-// get one bucket each; above, every power of two is split into 64 equal buckets, so a
-// bucket is at most 1/64 (~1.6%) of its value wide. 29 octaves reach 2^35 ns (~34 s);
-// larger values land in the last bucket. Fixed arrays: recording never allocates.
-
-class Histogram {
- public:
-  static constexpr unsigned kSubBits = 6;
-  static constexpr std::uint64_t kSub = 1u << kSubBits;  // 64
-  static constexpr unsigned kOctaves = 29;
-  static constexpr std::size_t kBuckets = (kOctaves + 1) * kSub;  // 1920
-
-  void record(std::uint64_t ns) noexcept {
-    ++counts_[index_of(ns)];
-    ++total_;
-    sum_ += ns;
-    if (ns > max_) max_ = ns;
-    if (ns < min_) min_ = ns;
-  }
-  std::uint64_t count() const noexcept { return total_; }
-  double mean_ns() const noexcept { return total_ ? double(sum_) / double(total_) : 0.0; }
-  std::uint64_t max_ns() const noexcept { return total_ ? max_ : 0; }
-  std::uint64_t min_ns() const noexcept { return total_ ? min_ : 0; }
-
-  /// The value at percentile p (0..100): the midpoint of the bucket holding that rank,
-  /// clamped to the observed min/max.
-  double percentile_ns(double p) const noexcept {
-    if (total_ == 0) return 0.0;
-    auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * double(total_)));
-    rank = std::clamp<std::uint64_t>(rank, 1, total_);
-    std::uint64_t seen = 0;
-    for (std::size_t i = 0; i < kBuckets; ++i) {
-      seen += counts_[i];
-      if (seen >= rank) {
-        double lo = double(lower_bound(i)), hi = double(upper_bound(i));
-        double v = (lo + hi) / 2.0;
-        return std::clamp(v, double(min_), double(max_));
-      }
-    }
-    return double(max_);
-  }
-
- private:
-  static std::size_t index_of(std::uint64_t v) noexcept {
-    if (v < 2 * kSub) return static_cast<std::size_t>(v);
-    unsigned msb = 63u - static_cast<unsigned>(std::countl_zero(v));
-    unsigned shift = msb - kSubBits;  // keep the top kSubBits+1 bits
-    std::size_t idx = std::size_t(shift + 1) * kSub + static_cast<std::size_t>((v >> shift) - kSub);
-    return std::min(idx, kBuckets - 1);
-  }
-  static std::uint64_t lower_bound(std::size_t i) noexcept {
-    if (i < 2 * kSub) return i;
-    std::uint64_t shift = i / kSub - 1;
-    return (kSub + i % kSub) << shift;
-  }
-  static std::uint64_t upper_bound(std::size_t i) noexcept {
-    if (i < 2 * kSub) return i;
-    std::uint64_t shift = i / kSub - 1;
-    return ((kSub + i % kSub + 1) << shift) - 1;
-  }
-
-  std::uint64_t counts_[kBuckets] = {};
-  std::uint64_t total_ = 0;
-  std::uint64_t sum_ = 0;
-  std::uint64_t max_ = 0;
-  std::uint64_t min_ = ~std::uint64_t{0};
-};
-
-// ---------------------------------------------------------------------------------------
-// Shared state: everything runs on the one scheduler thread, so plain fields suffice.
+// State. With -t N the connections are split over N threads, each with its own Scheduler
+// and its own Shard: the message path touches only its shard's plain fields, plus two
+// flags main flips (relaxed loads, no contention). `requests` and `active` are atomics
+// written only by the shard's thread, so main can read them for the per-second lines.
 
 struct PerSecond {
   double seconds;  // actual length of the interval
   std::uint64_t requests;
 };
 
-struct State {
-  explicit State(const Config& c) : cfg(c) {}
+struct Flags {
+  std::atomic<bool> measuring{false};  // inside the measured window: count completions
+  std::atomic<bool> stopping{false};   // window over: finish and leave; errors no longer count
+};
+
+/// Increment a counter that only the calling thread writes (a load and a store: no locked
+/// instruction on the message path); other threads read it.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+struct Shard {
+  Shard(const Config& c, const Flags& f) : cfg(c), flags(f) {}
   const Config& cfg;
-  bool measuring = false;  // inside the measured window: count completions
-  bool stopping = false;   // window over: finish and leave; errors no longer count
-  std::uint64_t requests = 0;
+  const Flags& flags;
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> active{0};  // workers still running
   std::uint64_t errors = 0;
-  std::size_t active = 0;  // workers still running
   Histogram latency;
   unsigned errors_reported = 0;
+
+  bool measuring() const noexcept { return flags.measuring.load(std::memory_order_relaxed); }
+  bool stopping() const noexcept { return flags.stopping.load(std::memory_order_relaxed); }
 
   void error(std::size_t conn, const char* what, std::error_code ec = {}) {
     ++errors;
@@ -258,7 +217,7 @@ struct State {
 // ---------------------------------------------------------------------------------------
 // Connections
 
-Task<TcpSocket> connect_one(State& st, const SocketAddress& addr, std::size_t id) {
+Task<TcpSocket> connect_one(Shard& st, const SocketAddress& addr, std::size_t id) {
   auto sock = TcpSocket::open(addr.family());
   if (!sock) {
     st.error(id, "socket", sock.error());
@@ -273,25 +232,20 @@ Task<TcpSocket> connect_one(State& st, const SocketAddress& addr, std::size_t id
   co_return std::move(*sock);
 }
 
-inline void fill_message(std::byte* p, std::size_t size, std::uint32_t base, std::uint32_t k) noexcept {
-  const std::uint32_t start = base + k;
-  for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>((start + i) & 0xffu);
-}
-
-Task<void> worker(State& st, TcpSocket sock, std::size_t id) {
+Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
   const std::size_t size = st.cfg.size;
   // Allocated once per connection: [0, size) the message sent, [size, 2*size) the echo.
   std::unique_ptr<std::byte[]> buffers(new std::byte[2 * size]);
   std::byte* const tx = buffers.get();
   std::byte* const rx = buffers.get() + size;
-  const auto base = static_cast<std::uint32_t>(id * 31u);
+  const std::uint32_t base = bench::message_base(id);
 
-  for (std::uint32_t k = 0; !st.stopping; ++k) {
-    fill_message(tx, size, base, k);
+  for (std::uint32_t k = 0; !st.stopping(); ++k) {
+    bench::fill_message(tx, size, base, k);
     const auto t0 = Clock::now();
     auto sent = co_await sock.send_all(tx, size);
     if (!sent) {
-      if (!st.stopping) st.error(id, "send", sent.error());
+      if (!st.stopping()) st.error(id, "send", sent.error());
       else if (Clock::now() - t0 > kStallLimit) st.error(id, "send timed out");
       break;
     }
@@ -300,7 +254,7 @@ Task<void> worker(State& st, TcpSocket sock, std::size_t id) {
     while (got < size) {
       auto n = co_await sock.recv(rx + got, size - got);
       if (!n || *n == 0) {
-        if (!st.stopping) {
+        if (!st.stopping()) {
           if (!n) st.error(id, "recv", n.error());
           else st.error(id, "recv: unexpected EOF");
         } else if (Clock::now() - t0 > kStallLimit) {
@@ -313,46 +267,23 @@ Task<void> worker(State& st, TcpSocket sock, std::size_t id) {
     }
     if (!ok) break;
     if (std::memcmp(tx, rx, size) != 0) {
-      if (!st.stopping) st.error(id, "echo mismatch (stale, crossed or corrupted data)");
+      if (!st.stopping()) st.error(id, "echo mismatch (stale, crossed or corrupted data)");
       break;
     }
     const auto t1 = Clock::now();
-    if (st.measuring) {
-      ++st.requests;
+    if (st.measuring()) {
+      bump(st.requests);
       st.latency.record(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
     }
   }
-  --st.active;
+  st.active.store(st.active.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   // Closing the socket (destructor) happens here, on the scheduler thread.
 }
 
 // ---------------------------------------------------------------------------------------
 // Output helpers
 
-std::string with_commas(std::uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), 1, ',');
-  return s;
-}
-
 double mbps(double requests_per_s, std::size_t size) { return requests_per_s * double(size) / (1024.0 * 1024.0); }
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      out += b;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 struct Result {
   std::string target;
@@ -363,7 +294,7 @@ struct Result {
   std::vector<PerSecond> per_second;
 };
 
-void print_text(const Config& cfg, const State& st, const Result& r) {
+void print_text(const Config& cfg, const Histogram& latency, const Result& r) {
   const double qps = r.wall_s > 0 ? double(r.requests) / r.wall_s : 0.0;
   const std::uint64_t attempts = r.requests + r.errors;
   const double success = attempts ? 100.0 * double(r.requests) / double(attempts) : 0.0;
@@ -373,12 +304,12 @@ void print_text(const Config& cfg, const State& st, const Result& r) {
   std::printf("Average Throughput: %.1f MB/s\n", mbps(qps, cfg.size));
   std::printf("Errors: %s\n", with_commas(r.errors).c_str());
   std::printf("Success Rate: %.2f%%\n", success);
-  std::printf("Latency p50: %.2f ms | p99: %.2f ms | p99.9: %.2f ms\n", st.latency.percentile_ns(50) / 1e6,
-              st.latency.percentile_ns(99) / 1e6, st.latency.percentile_ns(99.9) / 1e6);
+  std::printf("Latency p50: %.2f ms | p99: %.2f ms | p99.9: %.2f ms\n", latency.percentile_ns(50) / 1e6,
+              latency.percentile_ns(99) / 1e6, latency.percentile_ns(99.9) / 1e6);
   std::fflush(stdout);
 }
 
-void print_json(const Config& cfg, const State& st, const Result& r) {
+void print_json(const Config& cfg, const Histogram& latency, const Result& r) {
   const double qps = r.wall_s > 0 ? double(r.requests) / r.wall_s : 0.0;
   const std::uint64_t attempts = r.requests + r.errors;
   const double success = attempts ? 100.0 * double(r.requests) / double(attempts) : 0.0;
@@ -392,85 +323,149 @@ void print_json(const Config& cfg, const State& st, const Result& r) {
     per += b;
   }
   std::printf(
-      "{\"target\":\"%s\",\"connections\":%zu,\"size\":%zu,\"duration_s\":%" PRIu64
+      "{\"target\":\"%s\",\"threads\":%zu,\"connections\":%zu,\"size\":%zu,\"duration_s\":%" PRIu64
       ",\"warmup_s\":%g,\"backend\":\"%s\",\"total_requests\":%" PRIu64
       ",\"wall_s\":%.6f,\"qps\":%.1f,\"throughput_mbps\":%.2f,\"throughput_unit\":\"MiB/s of request bytes\","
       "\"errors\":%" PRIu64
       ",\"success_rate\":%.4f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,"
       "\"per_second\":[%s]}\n",
-      json_escape(r.target).c_str(), cfg.connections, cfg.size, cfg.duration_s, cfg.warmup_s,
+      json_escape(r.target).c_str(), cfg.threads, cfg.connections, cfg.size, cfg.duration_s, cfg.warmup_s,
       json_escape(r.backend).c_str(), r.requests, r.wall_s, qps, mbps(qps, cfg.size), r.errors, success,
-      st.latency.percentile_ns(50) / 1e3, st.latency.percentile_ns(99) / 1e3, st.latency.percentile_ns(99.9) / 1e3,
-      st.latency.mean_ns() / 1e3, double(st.latency.max_ns()) / 1e3, per.c_str());
+      latency.percentile_ns(50) / 1e3, latency.percentile_ns(99) / 1e3, latency.percentile_ns(99.9) / 1e3,
+      latency.mean_ns() / 1e3, double(latency.max_ns()) / 1e3, per.c_str());
   std::fflush(stdout);
 }
 
 // ---------------------------------------------------------------------------------------
 // The run
 
-Task<int> run_benchmark(const Config& cfg) {
+/// One thread's share: connections [first, first + count). Connects them all, reports
+/// ready, runs the workers until main sets `stopping`, then lets in-flight messages finish
+/// briefly and cancels the rest.
+Task<void> run_shard(Shard& st, SocketAddress addr, std::size_t first, std::size_t count, std::latch& ready) {
   Scheduler* sched = Scheduler::current();
-  Result result;
-  result.backend = std::string(to_string(sched->backend_kind()));
+  std::vector<TcpSocket> sockets;
+  {
+    std::vector<Task<TcpSocket>> connects;
+    connects.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) connects.push_back(connect_one(st, addr, first + i));
+    sockets = co_await when_all(std::move(connects));
+  }
+  std::vector<JoinHandle<void>> workers;
+  workers.reserve(sockets.size());
+  for (std::size_t i = 0; i < sockets.size(); ++i) {
+    if (!sockets[i].is_open()) continue;
+    st.active.store(st.active.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    workers.push_back(sched->spawn(worker(st, std::move(sockets[i]), first + i)));
+  }
+  sockets.clear();
+  ready.count_down();
 
+  // Main owns the clock; this loop only notices the end of the window (a 5 ms poll keeps
+  // the shard independent of any cross-thread wakeup mechanism).
+  while (!st.stopping()) co_await sleep_for(5ms);
+
+  const auto grace_end = Clock::now() + kStopGrace;
+  while (st.active.load(std::memory_order_relaxed) > 0 && Clock::now() < grace_end) co_await sleep_for(2ms);
+  for (auto& w : workers) w.cancel();
+  for (auto& w : workers) {
+    try {
+      co_await w;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_client: worker failed: %s\n", e.what());
+    }
+  }
+}
+
+/// Thread body for shard `index`: its own scheduler (created here: an io_uring ring set up
+/// SINGLE_ISSUER belongs to the thread that created it), optionally pinned.
+void shard_thread(const Config& cfg, std::size_t index, Shard& st, const SocketAddress& addr, std::size_t first,
+                  std::size_t count, std::latch& ready, std::atomic<bool>& failed, std::string& backend_name) {
+  if (cfg.pin && bench::pin_to_nth_allowed_cpu(index) < 0)
+    std::fprintf(stderr, "bench_client: could not pin thread %zu\n", index);
+  auto created = Scheduler::create(Scheduler::Options{cfg.backend});
+  if (!created) {
+    std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
+                                                            : backend_unavailable_reason(cfg.backend);
+    std::fprintf(stderr, "bench_client: cannot create a scheduler with backend %s: %s%s%s\n",
+                 std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
+                 why.empty() ? "" : ": ", why.c_str());
+    failed.store(true);
+    ready.count_down();
+    return;
+  }
+  std::unique_ptr<Scheduler> sched = std::move(*created);
+  if (index == 0) backend_name = std::string(to_string(sched->backend_kind()));
+  try {
+    sched->block_on(run_shard(st, addr, first, count, ready));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_client: %s\n", e.what());
+    failed.store(true);
+  }
+}
+
+int run_benchmark(const Config& cfg) {
   auto addr = SocketAddress::parse(cfg.host, cfg.port);
   if (!addr) {
     std::fprintf(stderr, "bench_client: bad host '%s': %s\n", cfg.host.c_str(), addr.error().message().c_str());
-    co_return 2;
+    return 2;
   }
+  const std::size_t nthreads = std::min(cfg.threads, cfg.connections);
+  Result result;
   result.target = addr->to_string();
 
-  if (!cfg.json) {
+  // 1. Every thread opens its share of the connections; wait until all are connected.
+  Flags flags;
+  std::vector<std::unique_ptr<Shard>> shards;
+  for (std::size_t i = 0; i < nthreads; ++i) shards.push_back(std::make_unique<Shard>(cfg, flags));
+  std::latch ready(static_cast<std::ptrdiff_t>(nthreads));
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0, first = 0; i < nthreads; ++i) {
+    const std::size_t count = cfg.connections / nthreads + (i < cfg.connections % nthreads ? 1 : 0);
+    threads.emplace_back(shard_thread, std::cref(cfg), i, std::ref(*shards[i]), std::cref(*addr), first, count,
+                         std::ref(ready), std::ref(failed), std::ref(result.backend));
+    first += count;
+  }
+  ready.wait();
+  auto total = [&](auto field) {
+    std::uint64_t n = 0;
+    for (auto& s : shards) n += ((*s).*field).load(std::memory_order_relaxed);
+    return n;
+  };
+
+  if (!cfg.json && !failed.load()) {
     std::printf("=== Benchmark Client ===\n");
     std::printf("Target: %s\n", result.target.c_str());
     std::printf("Connections: %zu\n", cfg.connections);
     std::printf("Message Size: %zu bytes\n", cfg.size);
     std::printf("Duration: %" PRIu64 " seconds\n", cfg.duration_s);
     if (cfg.warmup_s > 0) std::printf("Warmup: %g seconds\n", cfg.warmup_s);
+    if (nthreads > 1) std::printf("Threads: %zu%s\n", nthreads, cfg.pin ? " (pinned)" : "");
     std::printf("Backend: %s\n\n", result.backend.c_str());
     std::fflush(stdout);
   }
 
-  State st(cfg);
-
-  // 1. Open every connection concurrently.
-  std::vector<TcpSocket> sockets;
-  {
-    std::vector<Task<TcpSocket>> connects;
-    connects.reserve(cfg.connections);
-    for (std::size_t i = 0; i < cfg.connections; ++i) connects.push_back(connect_one(st, *addr, i));
-    sockets = co_await when_all(std::move(connects));
-  }
-
-  // 2. Start a worker per live connection.
-  std::vector<JoinHandle<void>> workers;
-  workers.reserve(sockets.size());
-  for (std::size_t i = 0; i < sockets.size(); ++i) {
-    if (!sockets[i].is_open()) continue;
-    ++st.active;
-    workers.push_back(sched->spawn(worker(st, std::move(sockets[i]), i)));
-  }
-  sockets.clear();
-
-  // 3. Warm-up, then the measured window, one report per second on a fixed schedule.
-  if (st.active > 0) {
+  // 2. Warm-up, then the measured window, one report per second on a fixed schedule.
+  if (!failed.load() && total(&Shard::active) > 0) {
     const auto warm_start = Clock::now();
     if (cfg.warmup_s > 0)
-      co_await sleep_until(warm_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.warmup_s)));
+      std::this_thread::sleep_until(warm_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.warmup_s)));
     const auto begin = Clock::now();
-    st.measuring = true;
+    flags.measuring.store(true, std::memory_order_relaxed);
     auto last_t = begin;
     std::uint64_t last_n = 0;
     result.per_second.reserve(cfg.duration_s);
     for (std::uint64_t s = 1; s <= cfg.duration_s; ++s) {
-      co_await sleep_until(begin + std::chrono::seconds(s));
+      std::this_thread::sleep_until(begin + std::chrono::seconds(s));
       const auto now = Clock::now();
-      const std::uint64_t n = st.requests;
-      if (s == cfg.duration_s) {  // window closes: stop counting before anything else runs
-        st.measuring = false;
-        st.stopping = true;
+      const bool all_gone = total(&Shard::active) == 0;  // every connection failed
+      if (s == cfg.duration_s || all_gone) {  // window closes: stop counting first
+        flags.measuring.store(false, std::memory_order_relaxed);
+        flags.stopping.store(true, std::memory_order_relaxed);
         result.wall_s = std::chrono::duration<double>(now - begin).count();
       }
+      const std::uint64_t n = total(&Shard::requests);
       const double dt = std::chrono::duration<double>(now - last_t).count();
       result.per_second.push_back({dt, n - last_n});
       if (!cfg.json) {
@@ -481,71 +476,41 @@ Task<int> run_benchmark(const Config& cfg) {
       }
       last_t = now;
       last_n = n;
-      if (st.active == 0) {  // every connection failed: nothing more to measure
-        st.measuring = false;
-        st.stopping = true;
-        result.wall_s = std::chrono::duration<double>(now - begin).count();
-        break;
-      }
+      if (all_gone) break;
     }
   }
-  st.stopping = true;
-  st.measuring = false;
+  flags.measuring.store(false, std::memory_order_relaxed);
+  flags.stopping.store(true, std::memory_order_relaxed);
 
-  // 4. Let in-flight messages finish briefly, then cancel whatever is still waiting.
-  const auto grace_end = Clock::now() + kStopGrace;
-  while (st.active > 0 && Clock::now() < grace_end) co_await sleep_for(2ms);
-  for (auto& w : workers) w.cancel();
-  for (auto& w : workers) {
-    try {
-      co_await w;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_client: worker failed: %s\n", e.what());
-    }
+  // 3. Each shard finishes (grace period, then cancellation); merge their figures.
+  for (auto& t : threads) t.join();
+  if (failed.load()) return 2;
+  Histogram latency;
+  std::uint64_t errors = 0;
+  for (auto& s : shards) {
+    latency.merge(s->latency);
+    errors += s->errors;
   }
-
-  result.requests = st.requests;
-  result.errors = st.errors;
+  // Requests counted after the window closed (a shard may see `measuring` late by a few
+  // messages) are dropped: the figure is what the per-second lines added up to.
+  result.requests = 0;
+  for (const PerSecond& p : result.per_second) result.requests += p.requests;
+  result.errors = errors;
   if (cfg.json)
-    print_json(cfg, st, result);
+    print_json(cfg, latency, result);
   else
-    print_text(cfg, st, result);
-  co_return result.errors == 0 ? 0 : 1;
-}
-
-void raise_nofile_limit(std::size_t want) {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want + 32)
-    std::fprintf(stderr, "bench_client: warning: RLIMIT_NOFILE is %llu, %zu connections may fail\n",
-                 static_cast<unsigned long long>(rl.rlim_cur), want);
+    print_text(cfg, latency, result);
+  return result.errors == 0 ? 0 : 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Config cfg = parse_args(argc, argv);
-  raise_nofile_limit(cfg.connections);
+  const std::uint64_t limit = bench::raise_nofile_limit();
+  if (limit < cfg.connections + 32)
+    std::fprintf(stderr, "bench_client: warning: RLIMIT_NOFILE is %" PRIu64 ", %zu connections may fail\n", limit,
+                 cfg.connections);
   std::signal(SIGPIPE, SIG_IGN);
-
-  auto created = Scheduler::create(Scheduler::Options{cfg.backend});
-  if (!created) {
-    std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
-                                                            : backend_unavailable_reason(cfg.backend);
-    std::fprintf(stderr, "bench_client: cannot create a scheduler with backend %s: %s%s%s\n",
-                 std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
-                 why.empty() ? "" : ": ", why.c_str());
-    return 2;
-  }
-  std::unique_ptr<Scheduler> sched = std::move(*created);
-  try {
-    return sched->block_on(run_benchmark(cfg));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_client: %s\n", e.what());
-    return 2;
-  }
+  return run_benchmark(cfg);
 }

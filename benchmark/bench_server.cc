@@ -1,15 +1,21 @@
 // bench_server: the echo server that bench_client drives.
 //
 //   bench_server [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1]
-//                [--recv pooled|plain]
+//                [--recv pooled|plain] [-t threads] [--pin]
 //
-// One Scheduler on the main thread. One coroutine accepts forever; every connection gets
+// -t N runs N independent event loops, one Scheduler per thread, each with its own
+// SO_REUSEPORT listener on the same port (the kernel spreads connections over them) and
+// its own buffer pool: nothing is shared between threads on the message path, which is
+// what lets throughput scale with cores. --pin pins thread i to the i-th CPU of the
+// process's affinity mask (combine with taskset). -t 1 (the default) is one loop.
+//
+// In each loop one coroutine accepts forever; every connection gets
 // its own coroutine that echoes what it receives, so a message costs no allocation:
 // --recv pooled (default) receives with a StreamReceiver into a shared BufferPool (on
 // io_uring: one multishot recv per connection on a provided-buffer ring, like the liburing
 // baseline); --recv plain recv()s into a 16 KiB buffer in the coroutine frame. SIGINT/SIGTERM are blocked in every thread
-// and taken by a small thread in sigwait(), which calls Scheduler::stop() (thread-safe);
-// the scheduler's destructor then cancels and frees every connection. Exit status 0 on a
+// and taken by the main thread in sigwait(), which calls Scheduler::stop() (thread-safe) on
+// every loop; each loop's thread then cancels and frees its connections. Exit status 0 on a
 // signal-driven stop, 1 if the server could not start, 2 on bad arguments.
 #include <pthread.h>
 #include <sys/resource.h>
@@ -30,6 +36,9 @@
 #include <string_view>
 #include <thread>
 
+#include <vector>
+
+#include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -42,33 +51,27 @@ struct Config {
   std::uint16_t port = 8080;
   BackendKind backend = BackendKind::automatic;
   bool pooled = true;
+  std::size_t threads = 1;
+  bool pin = false;
 };
 
 // Shared receive buffers for --recv pooled: as many and as large as the liburing baseline's.
 constexpr unsigned kPoolBuffers = 4096;
 constexpr unsigned kPoolBufferSize = 4096;
-BufferPool* g_pool = nullptr;
+thread_local BufferPool* t_pool = nullptr;  // this loop's pool, or null for plain recv
 
 [[noreturn]] void usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
                "usage: %s [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1] [--recv pooled|plain]\n"
+               "          [-t threads] [--pin]\n"
                "  port       TCP port to listen on (default 8080)\n"
                "  --backend  I/O backend of the scheduler (default auto)\n"
                "  --host     literal IPv4/IPv6 address to bind (default 127.0.0.1)\n"
-               "  --recv     pooled: StreamReceiver on a shared BufferPool (default); plain: recv()\n",
+               "  --recv     pooled: StreamReceiver on a shared BufferPool (default); plain: recv()\n"
+               "  -t         event loops, one per thread, each with a SO_REUSEPORT listener (default 1)\n"
+               "  --pin      pin loop i to the i-th CPU allowed to the process (see taskset)\n",
                argv0);
   std::exit(code);
-}
-
-std::optional<std::uint16_t> parse_port(std::string_view s) {
-  if (s.empty() || s.size() > 5) return std::nullopt;
-  unsigned v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + unsigned(c - '0');
-  }
-  if (v > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(v);
 }
 
 Config parse_args(int argc, char** argv) {
@@ -101,15 +104,21 @@ Config parse_args(int argc, char** argv) {
       std::string_view v = value();
       if (v != "pooled" && v != "plain") usage(argv[0], 2);
       cfg.pooled = v == "pooled";
+    } else if (a == "-t" || a == "--threads") {
+      auto t = bench::parse_uint(value(), 1, 1024);
+      if (!t) usage(argv[0], 2);
+      cfg.threads = std::size_t(*t);
+    } else if (a == "--pin") {
+      cfg.pin = true;
     } else if (a == "--host" || a == "-h") {
       cfg.host = std::string(value());
     } else if (a == "--port" || a == "-p") {
-      auto p = parse_port(value());
+      auto p = bench::parse_port(value());
       if (!p) usage(argv[0], 2);
       cfg.port = *p;
       have_port = true;
     } else if (!have_port && !a.starts_with("-")) {
-      auto p = parse_port(a);
+      auto p = bench::parse_port(a);
       if (!p) {
         std::fprintf(stderr, "%s: bad port '%s'\n", argv[0], argv[i]);
         usage(argv[0], 2);
@@ -122,14 +131,6 @@ Config parse_args(int argc, char** argv) {
     }
   }
   return cfg;
-}
-
-void raise_nofile_limit() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 /// One connection: echo until EOF or an error. The buffer is part of the coroutine frame,
@@ -146,7 +147,7 @@ Task<void> echo_connection(TcpSocket sock) {
 
 /// The same with pooled receive: chunks arrive in pool buffers and go back when dropped.
 Task<void> echo_connection_pooled(TcpSocket sock) {
-  StreamReceiver rx(sock, *g_pool);
+  StreamReceiver rx(sock, *t_pool);
   for (;;) {
     auto chunk = co_await rx.recv();
     if (!chunk || chunk->empty()) break;
@@ -155,7 +156,9 @@ Task<void> echo_connection_pooled(TcpSocket sock) {
   }
 }
 
-Task<void> accept_loop(const Config& cfg, int* exit_code) {
+/// One loop's accept coroutine. Loop 0 reports the address; with -t > 1 every loop binds
+/// its own SO_REUSEPORT listener to the same port.
+Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code) {
   Scheduler* sched = Scheduler::current();
   auto addr = SocketAddress::parse(cfg.host, cfg.port);
   if (!addr) {
@@ -164,7 +167,7 @@ Task<void> accept_loop(const Config& cfg, int* exit_code) {
     sched->stop();
     co_return;
   }
-  auto listener = TcpSocket::listen_on(*addr, 4096);
+  auto listener = TcpSocket::listen_on(*addr, 4096, /*reuse_port=*/cfg.threads > 1);
   if (!listener) {
     std::fprintf(stderr, "bench_server: cannot listen on %s: %s\n", addr->to_string().c_str(),
                  listener.error().message().c_str());
@@ -172,12 +175,14 @@ Task<void> accept_loop(const Config& cfg, int* exit_code) {
     sched->stop();
     co_return;
   }
-  std::string where = addr->to_string();
-  if (auto local = listener->local_address()) where = local->to_string();
-  std::printf("bench_server listening on %s backend=%s (%s) recv=%s\n", where.c_str(),
-              std::string(to_string(sched->backend_kind())).c_str(), sched->backend().describe().c_str(),
-              g_pool ? "pooled" : "plain");
-  std::fflush(stdout);
+  if (loop == 0) {
+    std::string where = addr->to_string();
+    if (auto local = listener->local_address()) where = local->to_string();
+    std::printf("bench_server listening on %s backend=%s (%s) recv=%s threads=%zu%s\n", where.c_str(),
+                std::string(to_string(sched->backend_kind())).c_str(), sched->backend().describe().c_str(),
+                t_pool ? "pooled" : "plain", cfg.threads, cfg.pin ? " pinned" : "");
+    std::fflush(stdout);
+  }
 
   unsigned reported = 0;
   for (;;) {
@@ -196,30 +201,27 @@ Task<void> accept_loop(const Config& cfg, int* exit_code) {
       continue;
     }
     (void)conn->set_nodelay(true);
-    if (g_pool != nullptr)
+    if (t_pool != nullptr)
       sched->spawn(echo_connection_pooled(std::move(*conn))).detach();
     else
       sched->spawn(echo_connection(std::move(*conn))).detach();
   }
 }
 
-}  // namespace
+/// Hand-over between main and the loop threads. A scheduler is created, run and destroyed
+/// on its own thread (an io_uring ring set up SINGLE_ISSUER belongs to the thread that
+/// created it); main only calls the thread-safe stop().
+struct LoopSlots {
+  std::vector<std::atomic<Scheduler*>> schedulers;
+  std::vector<int> exit_codes;  // written by loop i before it signals main
+  std::atomic<bool> stopping{false};    // main is about to stop every published loop
+  std::atomic<bool> stops_sent{false};  // main is done touching the schedulers
+  explicit LoopSlots(std::size_t n) : schedulers(n), exit_codes(n, 0) {}
+};
 
-int main(int argc, char** argv) {
-  Config cfg = parse_args(argc, argv);
-  raise_nofile_limit();
-  std::signal(SIGPIPE, SIG_IGN);
-
-  // Block the stop signals before any thread exists, so only sigwait() sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  if (int e = pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr); e != 0) {
-    std::fprintf(stderr, "bench_server: pthread_sigmask: %s\n", std::strerror(e));
-    return 1;
-  }
-
+void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
+  if (cfg.pin && bench::pin_to_nth_allowed_cpu(index) < 0)
+    std::fprintf(stderr, "bench_server: could not pin loop %zu\n", index);
   auto created = Scheduler::create(Scheduler::Options{cfg.backend});
   if (!created) {
     std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
@@ -227,40 +229,77 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_server: cannot create a scheduler with backend %s: %s%s%s\n",
                  std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
                  why.empty() ? "" : ": ", why.c_str());
-    return 1;
+    slots.exit_codes[index] = 1;
+    return;
   }
   std::unique_ptr<Scheduler> sched = std::move(*created);
-
-  std::atomic<bool> main_done{false};
-  std::thread signal_thread([&] {
-    int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0) {
-    }
-    if (!main_done.load(std::memory_order_acquire)) sched->stop();
-  });
-
   std::unique_ptr<BufferPool> pool;
   if (cfg.pooled) {
     auto p = BufferPool::create(*sched, kPoolBuffers, kPoolBufferSize);
     if (p) {
       pool = std::move(*p);
-      g_pool = pool.get();
-    } else {
+    } else if (index == 0) {
       std::fprintf(stderr, "bench_server: no buffer pool (%s); using plain recv\n", p.error().message().c_str());
     }
   }
-
-  int exit_code = 0;
-  sched->spawn(accept_loop(cfg, &exit_code)).detach();
-  sched->run();
-
-  // The loop has returned (signal, or start-up failure): release the signal thread if it
-  // is still waiting, then tear everything down on this thread.
-  main_done.store(true, std::memory_order_release);
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
-  signal_thread.join();
+  t_pool = pool.get();
+  sched->spawn(accept_loop(cfg, index, &slots.exit_codes[index])).detach();
+  // Publish, then check `stopping` (both seq_cst, as main does the reverse): either main
+  // sees this scheduler and stops it (a stop before run() makes run() return at once), or
+  // this thread sees `stopping` and does not run.
+  slots.schedulers[index].store(sched.get(), std::memory_order_seq_cst);
+  if (!slots.stopping.load(std::memory_order_seq_cst)) sched->run();
+  // Main may still be calling stop() on this scheduler: tear down only after it is done.
+  slots.stops_sent.wait(false, std::memory_order_acquire);
   sched->shutdown();  // cancels and frees every connection and the listener
   pool.reset();       // after the receivers that use it, before the scheduler
+  t_pool = nullptr;
+  slots.schedulers[index].store(nullptr, std::memory_order_release);
   sched.reset();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg = parse_args(argc, argv);
+  bench::raise_nofile_limit();
+  std::signal(SIGPIPE, SIG_IGN);
+
+  // Block the stop signals before any thread exists, so only sigwait() sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);  // a loop that failed to start wakes main with this
+  if (int e = pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr); e != 0) {
+    std::fprintf(stderr, "bench_server: pthread_sigmask: %s\n", std::strerror(e));
+    return 1;
+  }
+
+  LoopSlots slots(cfg.threads);
+  const pthread_t main_thread = pthread_self();
+  std::vector<std::thread> threads;
+  threads.reserve(cfg.threads);
+  for (std::size_t i = 0; i < cfg.threads; ++i) {
+    threads.emplace_back([&, i] {
+      run_loop(cfg, i, slots);
+      // A loop that ends before main asked (start-up failure) brings the server down.
+      if (!slots.stopping.load(std::memory_order_acquire)) pthread_kill(main_thread, SIGUSR1);
+    });
+  }
+
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  slots.stopping.store(true, std::memory_order_seq_cst);
+  // Every published scheduler stays alive until stops_sent is set, so stop() is safe here.
+  for (auto& s : slots.schedulers)
+    if (Scheduler* sched = s.load(std::memory_order_seq_cst)) sched->stop();
+  slots.stops_sent.store(true, std::memory_order_release);
+  slots.stops_sent.notify_all();
+  for (auto& t : threads) t.join();
+
+  int exit_code = 0;
+  for (int code : slots.exit_codes) exit_code = std::max(exit_code, code);
   return exit_code;
 }
