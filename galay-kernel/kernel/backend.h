@@ -68,6 +68,20 @@ class Backend {
   /// Interrupt poll() from any thread.
   virtual void wake() noexcept = 0;
 
+  /// Wake `target` (another scheduler's backend, sleeping in poll()) through this backend,
+  /// called on this backend's own loop thread. True if a wakeup was queued: it reaches the
+  /// kernel with this loop's next submission (io_uring: IORING_OP_MSG_RING posts a CQE
+  /// straight into the target ring, so no eventfd write is needed). False: the caller
+  /// falls back to target.wake().
+  virtual bool post_wake_to(Backend& target) noexcept {
+    (void)target;
+    return false;
+  }
+
+  /// True while work is queued for the kernel but not yet handed over (io_uring SQEs). The
+  /// scheduler may skip poll() on busy turns, but never while this is true.
+  virtual bool has_unsubmitted() const noexcept { return false; }
+
   /// Cancel every pending op and wait until the kernel has released all of them.
   virtual void cancel_all_and_drain() noexcept = 0;
 

@@ -147,6 +147,11 @@ void SpawnStateBase::finish() noexcept {
   if (phase_.exchange(kFinished, std::memory_order_acq_rel) == kJoined) joiner_sched_->schedule(joiner_);
 }
 
+bool SpawnStateBase::unset_joiner() noexcept {
+  std::uint8_t expected = kJoined;
+  return phase_.compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel);
+}
+
 RootTask::promise_type::~promise_type() {
   if (sched != nullptr) sched->unlink_root(*this);
   if (state != nullptr) {
@@ -296,7 +301,11 @@ void Scheduler::inject(Injected item) noexcept {
   injected_count_.fetch_add(1, std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) {
     wakeups_sent_.fetch_add(1, std::memory_order_relaxed);
-    backend_->wake();
+    // From another loop, let that loop's backend carry the wakeup if it can (io_uring:
+    // MSG_RING, sent with its next batched submit instead of a write() of its own).
+    Scheduler* from = current();
+    if (from == nullptr || from == this || from->shutting_down_ || !from->backend_->post_wake_to(*backend_))
+      backend_->wake();
   }
 }
 
@@ -371,9 +380,16 @@ void Scheduler::run_ready_work() {
 
 void Scheduler::wait_for_work() {
   if (!ready_.empty()) {
+    // Busy: look for completions without blocking, but not on every turn. A poll is a
+    // syscall (epoll_wait, io_uring_enter), and a task that yields or ping-pongs on a
+    // channel would pay it per hop; every kBusyTurnsPerPoll turns keeps I/O from starving.
+    // Never skip while SQEs wait for submission: the kernel must get them now.
+    if (++busy_turns_ < kBusyTurnsPerPoll && !backend_->has_unsubmitted()) return;
+    busy_turns_ = 0;
     backend_->poll(std::chrono::nanoseconds(0));
     return;
   }
+  busy_turns_ = 0;
   std::optional<std::chrono::nanoseconds> timeout;
   if (!timers_.empty()) {
     auto wait = timers_.next_deadline() - Clock::now();

@@ -41,6 +41,9 @@ class SpawnStateBase {
   bool set_joiner(std::coroutine_handle<> h, Scheduler* sched) noexcept;
   /// Publish the result and resume the joiner, if any.
   void finish() noexcept;
+  /// The joiner's frame is being destroyed while it waits: forget it, so finish() does not
+  /// resume freed memory. False if finish() already took it (its resume is in flight).
+  bool unset_joiner() noexcept;
 
   Scheduler* owner = nullptr;          // scheduler the task runs on
   CancelScope* live_scope = nullptr;   // the root's scope while its frame lives (owner thread only)
@@ -142,11 +145,19 @@ class [[nodiscard]] JoinHandle {
   class Awaiter final : public Cancellable {
    public:
     explicit Awaiter(detail::SpawnState<T>* s) noexcept : state_(s) {}
+    Awaiter(const Awaiter&) = delete;
+    Awaiter& operator=(const Awaiter&) = delete;
+    /// Destroyed while suspended (the awaiting frame is torn down, e.g. by its scheduler's
+    /// shutdown): unregister, so the joined task's end does not resume a dead frame.
+    ~Awaiter() {
+      if (waiting_) state_->unset_joiner();
+    }
     bool await_ready() const noexcept { return state_->finished(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       scope_ = detail::scope_of(h.promise());
       if (!suspend(h)) return false;
+      waiting_ = true;
       if (scope_) {
         if (scope_->cancelled()) cancel(scope_->reason());
         scope_->set_pending(this);
@@ -154,6 +165,7 @@ class [[nodiscard]] JoinHandle {
       return true;
     }
     T await_resume() {
+      waiting_ = false;
       if (scope_) scope_->clear_pending(this);
       if (state_->result.index() == 2) std::rethrow_exception(std::get<2>(state_->result));
       if (!state_->has_value) throw std::system_error(make_error_code(Error::task_abandoned));
@@ -168,6 +180,7 @@ class [[nodiscard]] JoinHandle {
     static Scheduler* current_scheduler() noexcept;
     detail::SpawnState<T>* state_;
     CancelScope* scope_ = nullptr;
+    bool waiting_ = false;  // registered as the joiner and not resumed yet
   };
   Awaiter operator co_await() const noexcept { return Awaiter{state_}; }
 
@@ -309,6 +322,9 @@ class Scheduler {
   std::atomic<std::size_t> injected_count_{0};  // items enqueued and not yet drained
   std::atomic<bool> stop_requested_{false};
   bool shutting_down_ = false;
+  // Busy turns (ready work left) since the last poll; see wait_for_work().
+  static constexpr unsigned kBusyTurnsPerPoll = 32;
+  unsigned busy_turns_ = 0;
   Stats stats_;
   std::atomic<std::uint64_t> wakeups_sent_{0};
 };

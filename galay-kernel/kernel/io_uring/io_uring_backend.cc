@@ -24,6 +24,7 @@ namespace {
 // exactly, first). IoOps are at least 8-byte aligned, so small integers never collide.
 constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
+constexpr std::uint64_t kTagRingWake = 4;  // a MSG_RING wakeup from another scheduler's ring
 // A multishot recv or accept: its MultishotState's address with this low bit set.
 constexpr std::uint64_t kMultishotBit = 1;
 
@@ -150,6 +151,10 @@ class IoUringBackend final : public Backend {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) return errno_code(errno);
     arm_wake();
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+      msg_ring_ok_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;  // 5.18+
+      io_uring_free_probe(probe);
+    }
     return {};
   }
 
@@ -248,6 +253,20 @@ class IoUringBackend final : public Backend {
     std::uint64_t one = 1;
     [[maybe_unused]] ssize_t r = ::write(wake_fd_, &one, sizeof(one));
   }
+
+  bool post_wake_to(Backend& target) noexcept override {
+    if (!msg_ring_ok_ || draining_ || target.kind() != BackendKind::io_uring) return false;
+    auto& peer = static_cast<IoUringBackend&>(target);
+    if (!peer.msg_ring_ok_) return false;
+    // The target gets a CQE tagged kTagRingWake (no-op there); our own CQE for the send is
+    // ignored: if the target ring is gone the send fails, and so would an eventfd write.
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_msg_ring(sqe, peer.ring_.ring_fd, 0, kTagRingWake, 0);
+    io_uring_sqe_set_data64(sqe, kTagIgnore);
+    return true;
+  }
+
+  bool has_unsubmitted() const noexcept override { return io_uring_sq_ready(&ring_) != 0; }
 
   void cancel_all_and_drain() noexcept override {
     if (pending_ == 0) return;
@@ -588,7 +607,7 @@ class IoUringBackend final : public Backend {
   }
 
   void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept {
-    if (user_data == kTagIgnore) return;
+    if (user_data == kTagIgnore || user_data == kTagRingWake) return;
     if (user_data == kTagWake) {
       wake_armed_ = false;
       if (!draining_ && res != -ECANCELED) arm_wake();
@@ -636,6 +655,7 @@ class IoUringBackend final : public Backend {
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0;
   bool wake_armed_ = false;
+  bool msg_ring_ok_ = false;  // IORING_OP_MSG_RING works: cross-ring wakeups need no eventfd
   bool draining_ = false;
   std::size_t pending_ = 0;
   std::vector<std::uint32_t> fd_ops_;
