@@ -24,6 +24,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
@@ -158,7 +159,7 @@ Task<void> echo_connection_pooled(TcpSocket sock) {
 
 /// One loop's accept coroutine. Loop 0 reports the address; with -t > 1 every loop binds
 /// its own SO_REUSEPORT listener to the same port.
-Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code) {
+Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std::uint64_t* accepted) {
   Scheduler* sched = Scheduler::current();
   auto addr = SocketAddress::parse(cfg.host, cfg.port);
   if (!addr) {
@@ -200,6 +201,7 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code) {
         co_await sleep_for(10ms);
       continue;
     }
+    ++*accepted;
     (void)conn->set_nodelay(true);
     if (t_pool != nullptr)
       sched->spawn(echo_connection_pooled(std::move(*conn))).detach();
@@ -213,10 +215,11 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code) {
 /// created it); main only calls the thread-safe stop().
 struct LoopSlots {
   std::vector<std::atomic<Scheduler*>> schedulers;
-  std::vector<int> exit_codes;  // written by loop i before it signals main
+  std::vector<int> exit_codes;            // written by loop i, read after it is joined
+  std::vector<std::uint64_t> accepted;    // connections loop i accepted (the same)
   std::atomic<bool> stopping{false};    // main is about to stop every published loop
   std::atomic<bool> stops_sent{false};  // main is done touching the schedulers
-  explicit LoopSlots(std::size_t n) : schedulers(n), exit_codes(n, 0) {}
+  explicit LoopSlots(std::size_t n) : schedulers(n), exit_codes(n, 0), accepted(n, 0) {}
 };
 
 void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
@@ -243,7 +246,7 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
     }
   }
   t_pool = pool.get();
-  sched->spawn(accept_loop(cfg, index, &slots.exit_codes[index])).detach();
+  sched->spawn(accept_loop(cfg, index, &slots.exit_codes[index], &slots.accepted[index])).detach();
   // Publish, then check `stopping` (both seq_cst, as main does the reverse): either main
   // sees this scheduler and stops it (a stop before run() makes run() return at once), or
   // this thread sees `stopping` and does not run.
@@ -299,6 +302,11 @@ int main(int argc, char** argv) {
   slots.stops_sent.notify_all();
   for (auto& t : threads) t.join();
 
+  if (cfg.threads > 1) {  // how SO_REUSEPORT spread the connections
+    std::fprintf(stderr, "bench_server: connections accepted per loop:");
+    for (std::uint64_t n : slots.accepted) std::fprintf(stderr, " %" PRIu64, n);
+    std::fprintf(stderr, "\n");
+  }
   int exit_code = 0;
   for (int code : slots.exit_codes) exit_code = std::max(exit_code, code);
   return exit_code;
