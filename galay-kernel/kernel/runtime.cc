@@ -129,7 +129,7 @@ Expected<std::unique_ptr<Runtime>> Runtime::Builder::build() const {
   return rt;
 }
 
-Runtime::Runtime(Config config) : config_(std::move(config)) {
+Runtime::Runtime(Config config) : config_(config) {
   n_ = config_.threads != 0 ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
   workers_ = std::make_unique<Worker[]>(n_);
   scheds_.assign(n_, nullptr);

@@ -216,7 +216,7 @@ Expected<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
     if (auto ec = try_kind(wanted)) {
       if (find_backend(wanted) == nullptr) reason += std::string(to_string(wanted)) + " is not built into this library";
       if (std::getenv("GALAY_KERNEL_LOG")) std::fprintf(stderr, "galay-kernel: %s\n", reason.c_str());
-      return make_error(ec == make_error_code(Error::backend_unavailable) ? ec : ec);
+      return make_error(ec);
     }
   } else {
     bool ok = false;

@@ -92,7 +92,7 @@ class Channel {
   /// A channel holding at most `capacity` values (0: rendezvous; `unbounded`: no limit).
   explicit Channel(std::size_t capacity = unbounded) : capacity_(capacity) {
     // Small bounds are allocated up front so the steady state never allocates.
-    if (capacity != unbounded && capacity <= 4096) ring_.reserve(capacity);
+    if (capacity <= 4096) ring_.reserve(capacity);  // (unbounded is SIZE_MAX: never reserved)
   }
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
