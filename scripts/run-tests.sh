@@ -5,23 +5,34 @@
 #   --sanitize address,undefined | thread   build and run under sanitizers (own build dir)
 #   --filter REGEX                          only tests whose ctest name matches
 #   --build-type TYPE                       default RelWithDebInfo (asserts stay on)
+#   --cxx clang++                           build with clang (installs it; own build dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sanitize="" filter="" build_type=RelWithDebInfo
+sanitize="" filter="" build_type=RelWithDebInfo cxx=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
     --build-type) build_type=$2; shift 2 ;;
+    --cxx) cxx=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-scripts/install-deps.sh
 build=build/tests
 [ -n "$sanitize" ] && build="build/tests-${sanitize//,/-}"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" \
+compilers=()
+case "$cxx" in
+  "") scripts/install-deps.sh ;;
+  clang++)
+    # Debian's clang 14; its sanitizer runtimes are in libclang-rt-14-dev.
+    scripts/install-deps.sh clang libclang-rt-14-dev
+    compilers=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+    build="$build-clang" ;;
+  *) echo "--cxx: only clang++ is supported (the default is the system g++)" >&2; exit 2 ;;
+esac
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" "${compilers[@]}" \
   -DCMAKE_CXX_FLAGS="-UNDEBUG" -DGALAY_KERNEL_SANITIZE="$sanitize" -DGALAY_KERNEL_WERROR=ON >/dev/null
 cmake --build "$build"
 
