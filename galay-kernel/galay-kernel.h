@@ -27,4 +27,5 @@
 #include "galay-kernel/async/tcp_socket.h"
 #include "galay-kernel/async/udp_socket.h"
 #include "galay-kernel/async/unix_socket.h"
+#include "galay-kernel/async/zero_copy.h"
 #include "galay-kernel/kernel/buffer_pool.h"

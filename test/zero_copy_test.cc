@@ -1,0 +1,166 @@
+// send_file on every backend: a 100 MiB file compared byte for byte, offset and count,
+// a peer that closes mid-transfer, bad arguments.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "support/harness.h"
+
+namespace galay::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ZeroCopyTest : public BackendTest {};
+
+// Byte i of the test file: position-dependent, so a lost, repeated or reordered chunk shows.
+constexpr std::byte file_byte(std::uint64_t i) noexcept {
+  return static_cast<std::byte>((i * 131u + (i >> 12)) & 0xffu);
+}
+
+// A temporary file of `size` pattern bytes, unlinked when destroyed.
+struct TempFile {
+  explicit TempFile(std::uint64_t size) {
+    char name[] = "/tmp/galay-sendfile-XXXXXX";
+    fd = ::mkstemp(name);
+    path = name;
+    std::vector<std::byte> chunk(1 << 20);
+    for (std::uint64_t done = 0; done < size;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), size - done));
+      for (std::size_t i = 0; i < n; ++i) chunk[i] = file_byte(done + i);
+      if (::write(fd, chunk.data(), n) != static_cast<ssize_t>(n)) break;
+      done += n;
+    }
+  }
+  ~TempFile() {
+    ::close(fd);
+    ::unlink(path.c_str());
+  }
+  int fd = -1;
+  std::string path;
+};
+
+Task<std::pair<TcpSocket, TcpSocket>> tcp_pair() {
+  TcpSocket listener = loopback_listener();
+  auto c = TcpSocket::open();
+  EXPECT_TRUE(c);
+  auto [accepted, connected] = co_await when_all(
+      [](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
+      [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
+          &*c, *listener.local_address()));
+  EXPECT_TRUE(connected);
+  co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
+}
+
+// Receive until EOF, checking every byte against the file pattern from `first`; returns
+// the byte count, or -1 at the first mismatch or error.
+Task<std::int64_t> receive_and_check(TcpSocket sock, std::uint64_t first) {
+  std::vector<std::byte> buf(256 * 1024);
+  std::uint64_t got = 0;
+  for (;;) {
+    auto n = co_await sock.recv(buf, 10s);
+    if (!n) co_return -1;
+    if (*n == 0) co_return static_cast<std::int64_t>(got);
+    for (std::size_t i = 0; i < *n; ++i)
+      if (buf[i] != file_byte(first + got + i)) co_return -1;
+    got += *n;
+  }
+}
+
+constexpr std::uint64_t kSize = 100ull << 20;
+
+TEST_P(ZeroCopyTest, SendsA100MiBFileByteForByte) {
+  TempFile file(kSize);
+  ASSERT_GE(file.fd, 0);
+  auto body = [](int fd) -> Task<void> {
+    auto [client, server] = co_await tcp_pair();
+    auto reader = spawn(receive_and_check(std::move(server), 0));
+    auto sent = co_await send_file(client, fd, 0, 0);  // 0: to the end of the file
+    CO_ASSERT_TRUE(sent.has_value());
+    EXPECT_EQ(*sent, kSize);
+    client = TcpSocket{};  // close: the reader sees EOF
+    const std::int64_t received = co_await reader;
+    EXPECT_EQ(received, static_cast<std::int64_t>(kSize));
+  };
+  run(body(file.fd), 60s);
+}
+
+TEST_P(ZeroCopyTest, RespectsOffsetAndCount) {
+  TempFile file(1 << 20);
+  auto body = [](int fd) -> Task<void> {
+    auto [client, server] = co_await tcp_pair();
+    auto reader = spawn(receive_and_check(std::move(server), 12345));
+    auto sent = co_await send_file(client, fd, 12345, 100000);
+    CO_ASSERT_TRUE(sent.has_value());
+    EXPECT_EQ(*sent, 100000u);
+    client = TcpSocket{};
+    EXPECT_EQ(co_await reader, 100000);
+    // The fd's own offset is untouched (sendfile with an explicit offset).
+    EXPECT_EQ(::lseek(fd, 0, SEEK_CUR), static_cast<off_t>(1 << 20));
+  };
+  run(body(file.fd), 10s);
+}
+
+TEST_P(ZeroCopyTest, CountPastTheEndStopsAtEndOfFile) {
+  TempFile file(5000);
+  auto body = [](int fd) -> Task<void> {
+    auto [client, server] = co_await tcp_pair();
+    auto reader = spawn(receive_and_check(std::move(server), 1000));
+    auto sent = co_await send_file(client, fd, 1000, 1 << 20);
+    CO_ASSERT_TRUE(sent.has_value());
+    EXPECT_EQ(*sent, 4000u);  // short: the file ended
+    client = TcpSocket{};
+    EXPECT_EQ(co_await reader, 4000);
+  };
+  run(body(file.fd), 10s);
+}
+
+TEST_P(ZeroCopyTest, PeerClosingMidTransferIsAnErrorNotAHang) {
+  TempFile file(64ull << 20);
+  auto body = [](int fd) -> Task<void> {
+    auto [client, server] = co_await tcp_pair();
+    auto closer = spawn([](TcpSocket s) -> Task<void> {
+      std::vector<std::byte> buf(64 * 1024);
+      std::size_t got = 0;
+      while (got < (1u << 20)) {
+        auto n = co_await s.recv(buf);
+        if (!n || *n == 0) break;
+        got += *n;
+      }
+      // Leaving with unread data makes the kernel reset the connection.
+    }(std::move(server)));
+    auto sent = co_await send_file(client, fd, 0, 0, 10s);
+    co_await closer;
+    CO_ASSERT_FALSE(sent.has_value());
+    const std::error_code ec = sent.error();
+    EXPECT_TRUE(ec == std::errc::connection_reset || ec == std::errc::broken_pipe) << ec.message();
+  };
+  run(body(file.fd), 30s);
+}
+
+TEST_P(ZeroCopyTest, BadArgumentsAreErrors) {
+  TempFile file(100);
+  auto body = [](int fd) -> Task<void> {
+    auto [client, server] = co_await tcp_pair();
+    auto bad_file = co_await send_file(client, -1, 0, 10);
+    CO_ASSERT_FALSE(bad_file.has_value());
+    EXPECT_EQ(bad_file.error(), std::errc::bad_file_descriptor);
+    auto bad_offset = co_await send_file(client, fd, -5, 10);
+    CO_ASSERT_FALSE(bad_offset.has_value());
+    EXPECT_EQ(bad_offset.error(), std::errc::invalid_argument);
+    TcpSocket closed;
+    auto bad_socket = co_await send_file(closed, fd, 0, 10);
+    CO_ASSERT_FALSE(bad_socket.has_value());
+    EXPECT_EQ(bad_socket.error(), std::errc::bad_file_descriptor);
+  };
+  run(body(file.fd), 10s);
+}
+
+GALAY_INSTANTIATE_ALL_BACKENDS(ZeroCopyTest);
+
+}  // namespace
+}  // namespace galay::test
