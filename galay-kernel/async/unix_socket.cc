@@ -91,9 +91,9 @@ Expected<ReceivedFds> RecvFdsAwaitable::await_resume() noexcept {
 UnixStream& UnixStream::operator=(UnixStream&& o) noexcept {
   if (this != &o) {
     remove_socket_file();
+    std::string path = std::exchange(o.unlink_path_, {});  // before the base is moved from
     StreamSocket::operator=(std::move(o));
-    unlink_path_ = std::move(o.unlink_path_);
-    o.unlink_path_.clear();
+    unlink_path_ = std::move(path);
   }
   return *this;
 }

@@ -105,9 +105,9 @@ class RecvFdsAwaitable : public IoAwaitable {
 class UnixStream : public StreamSocket {
  public:
   UnixStream() noexcept = default;
-  UnixStream(UnixStream&& o) noexcept : StreamSocket(std::move(o)), unlink_path_(std::move(o.unlink_path_)) {
-    o.unlink_path_.clear();
-  }
+  // Moving the StreamSocket base leaves `o.unlink_path_` untouched, so taking it next is safe.
+  UnixStream(UnixStream&& o) noexcept
+      : StreamSocket(std::move(o)), unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
   UnixStream& operator=(UnixStream&& o) noexcept;
   /// Closes the fd; a listener also removes the socket file it created.
   ~UnixStream();
