@@ -1,5 +1,7 @@
 #include "galay-kernel/kernel/scheduler.h"
 
+#include "galay-kernel/kernel/fault_injection.h"
+
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <array>
@@ -104,6 +106,11 @@ bool IoOp::begin(std::coroutine_handle<> h, CancelScope* s, Timeout timeout) noe
   }
   if (s != nullptr && s->cancelled()) {
     result = -static_cast<std::int64_t>(s->reason());
+    state = OpState::done;
+    return false;
+  }
+  if (const int injected = fault::take_op_failure(code)) [[unlikely]] {
+    result = -injected;  // as if the syscall had failed: the backend never sees the op
     state = OpState::done;
     return false;
   }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "galay-kernel/kernel/fault_injection.h"
 #include "galay-kernel/kernel/scheduler.h"
 
 namespace galay {
@@ -447,6 +448,12 @@ class IoUringBackend final : public Backend {
   // Submit what is queued, optionally wait for one completion, then harvest a batch.
   void reap(bool wait, __kernel_timespec* ts) noexcept {
     io_uring_cqe* cqe = nullptr;
+    if (fault::take_submit_failure() != 0) {
+      // An injected io_uring_enter failure (EAGAIN/EBUSY/EINTR): like the real ones, it
+      // leaves the SQEs queued for the next turn; only what is already in the CQ is taken.
+      harvest();
+      return;
+    }
     if (wait) {
       int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, ts, nullptr);
       (void)r;  // -ETIME (timeout) and -EINTR simply end this wait
