@@ -245,8 +245,10 @@ Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
     const auto t0 = Clock::now();
     auto sent = co_await sock.send_all(tx, size);
     if (!sent) {
-      if (!st.stopping()) st.error(id, "send", sent.error());
-      else if (Clock::now() - t0 > kStallLimit) st.error(id, "send timed out");
+      if (!st.stopping())
+        st.error(id, "send", sent.error());
+      else if (Clock::now() - t0 > kStallLimit)
+        st.error(id, "send timed out");
       break;
     }
     std::size_t got = 0;
@@ -255,8 +257,10 @@ Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
       auto n = co_await sock.recv(rx + got, size - got);
       if (!n || *n == 0) {
         if (!st.stopping()) {
-          if (!n) st.error(id, "recv", n.error());
-          else st.error(id, "recv: unexpected EOF");
+          if (!n)
+            st.error(id, "recv", n.error());
+          else
+            st.error(id, "recv: unexpected EOF");
         } else if (Clock::now() - t0 > kStallLimit) {
           st.error(id, "recv timed out");
         }
@@ -273,7 +277,8 @@ Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
     const auto t1 = Clock::now();
     if (st.measuring()) {
       bump(st.requests);
-      st.latency.record(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+      st.latency.record(
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
     }
   }
   st.active.store(st.active.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
@@ -450,7 +455,8 @@ int run_benchmark(const Config& cfg) {
   if (!failed.load() && total(&Shard::active) > 0) {
     const auto warm_start = Clock::now();
     if (cfg.warmup_s > 0)
-      std::this_thread::sleep_until(warm_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.warmup_s)));
+      std::this_thread::sleep_until(
+          warm_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.warmup_s)));
     const auto begin = Clock::now();
     flags.measuring.store(true, std::memory_order_relaxed);
     auto last_t = begin;
@@ -460,7 +466,7 @@ int run_benchmark(const Config& cfg) {
       std::this_thread::sleep_until(begin + std::chrono::seconds(s));
       const auto now = Clock::now();
       const bool all_gone = total(&Shard::active) == 0;  // every connection failed
-      if (s == cfg.duration_s || all_gone) {  // window closes: stop counting first
+      if (s == cfg.duration_s || all_gone) {             // window closes: stop counting first
         flags.measuring.store(false, std::memory_order_relaxed);
         flags.stopping.store(true, std::memory_order_relaxed);
         result.wall_s = std::chrono::duration<double>(now - begin).count();

@@ -77,7 +77,7 @@ struct Config {
   std::size_t batch = 1;
   std::size_t qd = 0;  // 0: same as batch
   std::string dir = "/tmp";
-  std::string file;    // shared existing file
+  std::string file;  // shared existing file
   bool direct = true;
   BackendKind backend = BackendKind::automatic;
   Rw rw = Rw::randrw;
@@ -124,10 +124,20 @@ std::uint64_t parse_size(const char* argv0, const char* opt, std::string_view s,
   if (ok && i < s.size()) {
     unsigned shift = 0;
     switch (s[i]) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      default: ok = false;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      default:
+        ok = false;
     }
     if (ok && i + 1 != s.size() && !(i + 2 == s.size() && (s[i + 1] == 'i' || s[i + 1] == 'B'))) ok = false;
     if (ok && v > (UINT64_MAX >> shift)) ok = false;
@@ -180,9 +190,12 @@ Config parse_args(int argc, char** argv) {
       cfg.qd = parse_size(argv[0], "--qd", value(), 1, 4096);
     } else if (a == "--rw") {
       std::string_view v = value();
-      if (v == "read" || v == "randread") cfg.rw = Rw::read;
-      else if (v == "write" || v == "randwrite") cfg.rw = Rw::write;
-      else if (v == "randrw" || v == "rw") cfg.rw = Rw::randrw;
+      if (v == "read" || v == "randread")
+        cfg.rw = Rw::read;
+      else if (v == "write" || v == "randwrite")
+        cfg.rw = Rw::write;
+      else if (v == "randrw" || v == "rw")
+        cfg.rw = Rw::randrw;
       else {
         std::fprintf(stderr, "%s: --rw wants read|write|randrw\n", argv[0]);
         usage(argv[0], 2);
@@ -326,9 +339,12 @@ struct Lane {
 
   bool pick_read() {
     switch (run->cfg.rw) {
-      case Rw::read: return true;
-      case Rw::write: return false;
-      case Rw::randrw: return (rng.next() >> 63) != 0;
+      case Rw::read:
+        return true;
+      case Rw::write:
+        return false;
+      case Rw::randrw:
+        return (rng.next() >> 63) != 0;
     }
     return true;
   }
@@ -383,7 +399,8 @@ Task<void> lane_batch(Lane lane) {
       std::uint64_t b;
       // --verify: two requests of one batch run concurrently, so never on the same block.
       do b = lane.pick_block();
-      while (run.cfg.verify && std::find(blocks.begin(), blocks.begin() + std::ptrdiff_t(i), b) != blocks.begin() + std::ptrdiff_t(i));
+      while (run.cfg.verify &&
+             std::find(blocks.begin(), blocks.begin() + std::ptrdiff_t(i), b) != blocks.begin() + std::ptrdiff_t(i));
       blocks[i] = b;
       if (reads[i]) {
         batch.read_at(lane.target->file, bufs[i].span(), b * bs);
@@ -398,7 +415,8 @@ Task<void> lane_batch(Lane lane) {
     }
     (void)co_await batch.submit();
     const Clock::time_point now = Clock::now();
-    for (std::size_t i = 0; i < count; ++i) run.record(reads[i], batch.result(i), now, *lane.target, blocks[i], bufs[i].data());
+    for (std::size_t i = 0; i < count; ++i)
+      run.record(reads[i], batch.result(i), now, *lane.target, blocks[i], bufs[i].data());
     left -= std::min<std::uint64_t>(left, count);
   }
 }
@@ -411,8 +429,9 @@ Task<void> reporter(Run* run) {
     auto r = co_await sleep_until(run->start + std::chrono::seconds(s));
     if (!r || run->finished) co_return;
     const Stats cur = run->stats;
-    std::fprintf(out, "[%4ds] read %8" PRIu64 " IOPS  write %8" PRIu64 " IOPS  total %10" PRIu64 " ops  errors %" PRIu64 "\n",
-                 s, cur.reads - prev.reads, cur.writes - prev.writes, cur.reads + cur.writes, cur.errors);
+    std::fprintf(
+        out, "[%4ds] read %8" PRIu64 " IOPS  write %8" PRIu64 " IOPS  total %10" PRIu64 " ops  errors %" PRIu64 "\n", s,
+        cur.reads - prev.reads, cur.writes - prev.writes, cur.reads + cur.writes, cur.errors);
     std::fflush(out);
     prev = cur;
   }
@@ -532,7 +551,8 @@ Task<int> bench(Run* runp) {
   run.start = Clock::now();
   run.stats.last_completion = run.start;
   if (cfg.duration_s > 0)
-    run.deadline = run.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.duration_s));
+    run.deadline =
+        run.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.duration_s));
   auto progress = spawn(reporter(&run));
   co_await when_all(std::move(lanes));
   run.finished = true;
@@ -565,12 +585,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& where = cfg.file.empty() ? cfg.dir : cfg.file;
-  struct statfs fs{};
+  struct statfs fs {};
   if (::statfs(where.c_str(), &fs) != 0) {
     std::fprintf(stderr, "bench_file_io: %s: %s\n", where.c_str(), std::strerror(errno));
     return 2;
   }
-  struct stat st{};
+  struct stat st {};
   const bool block_device = ::stat(where.c_str(), &st) == 0 && S_ISBLK(st.st_mode);  // its node may sit on devtmpfs
   if (cfg.direct && fs.f_type == kTmpfsMagic && !block_device) {
     std::fprintf(stderr,

@@ -13,10 +13,10 @@
 // its own coroutine that echoes what it receives, so a message costs no allocation:
 // --recv pooled (default) receives with a StreamReceiver into a shared BufferPool (on
 // io_uring: one multishot recv per connection on a provided-buffer ring, like the liburing
-// baseline); --recv plain recv()s into a 16 KiB buffer in the coroutine frame. SIGINT/SIGTERM are blocked in every thread
-// and taken by the main thread in sigwait(), which calls Scheduler::stop() (thread-safe) on
-// every loop; each loop's thread then cancels and frees its connections. Exit status 0 on a
-// signal-driven stop, 1 if the server could not start, 2 on bad arguments.
+// baseline); --recv plain recv()s into a 16 KiB buffer in the coroutine frame. SIGINT/SIGTERM are blocked in every
+// thread and taken by the main thread in sigwait(), which calls Scheduler::stop() (thread-safe) on every loop; each
+// loop's thread then cancels and frees its connections. Exit status 0 on a signal-driven stop, 1 if the server could
+// not start, 2 on bad arguments.
 #include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -215,8 +215,8 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
 /// created it); main only calls the thread-safe stop().
 struct LoopSlots {
   std::vector<std::atomic<Scheduler*>> schedulers;
-  std::vector<int> exit_codes;            // written by loop i, read after it is joined
-  std::vector<std::uint64_t> accepted;    // connections loop i accepted (the same)
+  std::vector<int> exit_codes;          // written by loop i, read after it is joined
+  std::vector<std::uint64_t> accepted;  // connections loop i accepted (the same)
   std::atomic<bool> stopping{false};    // main is about to stop every published loop
   std::atomic<bool> stops_sent{false};  // main is done touching the schedulers
   explicit LoopSlots(std::size_t n) : schedulers(n), exit_codes(n, 0), accepted(n, 0) {}

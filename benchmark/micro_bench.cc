@@ -34,7 +34,8 @@ namespace {
 constexpr int kBatch = 1024;
 
 benchmark::Counter per_op(double ops_per_iteration) {
-  return benchmark::Counter(ops_per_iteration, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  return benchmark::Counter(ops_per_iteration,
+                            benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 std::unique_ptr<Scheduler> make_scheduler() {

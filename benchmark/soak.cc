@@ -50,10 +50,10 @@ namespace {
 using namespace galay;
 using namespace std::chrono_literals;
 
-constexpr std::size_t kChunk = 4096;        // per-connection receive buffer (client and server)
+constexpr std::size_t kChunk = 4096;  // per-connection receive buffer (client and server)
 constexpr auto kConnectTimeout = 5s;
-constexpr auto kIoTimeout = 15s;            // a send or recv stuck this long is an error
-constexpr auto kStopGrace = 20s;            // time for in-flight messages to finish at the end
+constexpr auto kIoTimeout = 15s;  // a send or recv stuck this long is an error
+constexpr auto kStopGrace = 20s;  // time for in-flight messages to finish at the end
 
 struct Config {
   std::size_t connections = 10000;
@@ -426,11 +426,12 @@ int main(int argc, char** argv) {
   raise_nofile_limit(2 * cfg.connections + fds_before + 32, cfg.raise_hard, &fd_ok);
   if (!fd_ok) return 2;
 
-  std::printf("soak: connections=%zu duration=%" PRIu64 "s sizes=1..%zu churn=%g seed=%" PRIu64 "\n",
-              cfg.connections, cfg.duration_s, cfg.max_size, cfg.churn, cfg.seed);
-  std::printf("buffers: one shared read-only %zu-byte pattern for all sends; %zu-byte receive buffer per client "
-              "and per server connection\n",
-              cfg.max_size + 256, kChunk);
+  std::printf("soak: connections=%zu duration=%" PRIu64 "s sizes=1..%zu churn=%g seed=%" PRIu64 "\n", cfg.connections,
+              cfg.duration_s, cfg.max_size, cfg.churn, cfg.seed);
+  std::printf(
+      "buffers: one shared read-only %zu-byte pattern for all sends; %zu-byte receive buffer per client "
+      "and per server connection\n",
+      cfg.max_size + 256, kChunk);
 
   Report rep;
   std::uint64_t errors = 0, messages = 0, bytes = 0, reconnects = 0;
@@ -467,10 +468,12 @@ int main(int argc, char** argv) {
   std::printf("errors: %" PRIu64 "\n", errors);
   std::printf("RSS: start %.1f MiB, middle %.1f MiB, end %.1f MiB (end - start: %+.1f MiB)\n", mib(rep.rss_start),
               mib(rep.rss_mid), mib(rep.rss_end), growth / (1024.0 * 1024.0));
-  std::printf("RSS per connection at start: %.0f bytes (whole process / connections; each connection is a "
-              "client and a server side)\n",
-              per_conn);
-  std::printf("RSS growth per connection start->end: %.1f bytes\n", rep.connected ? growth / double(rep.connected) : 0.0);
+  std::printf(
+      "RSS per connection at start: %.0f bytes (whole process / connections; each connection is a "
+      "client and a server side)\n",
+      per_conn);
+  std::printf("RSS growth per connection start->end: %.1f bytes\n",
+              rep.connected ? growth / double(rep.connected) : 0.0);
   std::printf("open fds: before %zu, after %zu (%s)\n", fds_before, fds_after,
               fds_before == fds_after ? "equal" : "LEAK");
   const bool pass = errors == 0 && fds_before == fds_after && rep.connected == cfg.connections;

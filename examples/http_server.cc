@@ -198,18 +198,16 @@ Task<void> serve_http(TcpSocket conn, const Config& cfg) {
       } else if (req.target == "/") {
         append_head(out, "200 OK", kHello.size(), req.keep_alive);
         if (!head_only) out += kHello;
-      } else if (req.target.starts_with("/static/") && cfg.root_fd >= 0 &&
-                 safe_relative_path(req.target.substr(8))) {
+      } else if (req.target.starts_with("/static/") && cfg.root_fd >= 0 && safe_relative_path(req.target.substr(8))) {
         const std::string rel(req.target.substr(8));
         const int fd = ::openat(cfg.root_fd, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        struct stat st{};
+        struct stat st {};
         if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
           if (fd >= 0) ::close(fd);
           append_error(out, "404 Not Found", req.keep_alive);
         } else {
           // Flush what is queued, then the header, then the file straight from the page cache.
-          append_head(out, "200 OK", static_cast<std::size_t>(st.st_size), req.keep_alive,
-                      "application/octet-stream");
+          append_head(out, "200 OK", static_cast<std::size_t>(st.st_size), req.keep_alive, "application/octet-stream");
           auto sent = co_await conn.send_all(out, kIdleTimeout);
           out.clear();
           bool ok = sent.has_value();
@@ -322,8 +320,8 @@ int main(int argc, char** argv) {
                  server.error().message().c_str());
     return 1;
   }
-  std::printf("http_server listening on %s threads=%zu backend=%s\n", server->address().to_string().c_str(),
-              rt->size(), std::string(to_string(rt->backend_kind())).c_str());
+  std::printf("http_server listening on %s threads=%zu backend=%s\n", server->address().to_string().c_str(), rt->size(),
+              std::string(to_string(rt->backend_kind())).c_str());
   std::fflush(stdout);
 
   int sig = 0;

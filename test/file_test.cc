@@ -42,7 +42,7 @@ class FileTest : public BackendTest {
     if (IsSkipped() || HasFatalFailure()) return;
     // Per-test directory; in the build tree when /tmp is tmpfs (tmpfs has no O_DIRECT).
     std::string base = "/tmp";
-    struct statfs fs{};
+    struct statfs fs {};
     if (::statfs(base.c_str(), &fs) != 0 || fs.f_type == kTmpfsMagic) base = std::filesystem::current_path().string();
     std::string templ = base + "/galay_file_test.XXXXXX";
     ASSERT_NE(::mkdtemp(templ.data()), nullptr) << std::strerror(errno);
@@ -71,8 +71,8 @@ class FileTest : public BackendTest {
   std::string dir_;
 };
 
-#define SKIP_WITHOUT_DIRECT()                                                   \
-  do {                                                                          \
+#define SKIP_WITHOUT_DIRECT()                                                      \
+  do {                                                                             \
     if (std::string why = direct_unsupported(); !why.empty()) GTEST_SKIP() << why; \
   } while (0)
 
@@ -402,7 +402,10 @@ TEST_P(FileTest, WritingAReadOnlyFileIsEBADF) {
   for (bool direct : {false, true}) {
     if (direct && !direct_unsupported().empty()) continue;
     auto body = [](std::string p, bool direct) -> Task<void> {
-      { auto c = File::open(p, O_WRONLY | O_CREAT | O_TRUNC); CO_ASSERT_TRUE(c); }
+      {
+        auto c = File::open(p, O_WRONLY | O_CREAT | O_TRUNC);
+        CO_ASSERT_TRUE(c);
+      }
       auto f = File::open(p, O_RDONLY | (direct ? O_DIRECT : 0));
       CO_ASSERT_TRUE(f);
       AlignedBuffer buf(4096);
@@ -571,7 +574,8 @@ TEST_P(FileTest, TimeoutAndCancelWhileInFlightNeverLeaveTheBufferInUse) {
       for (int i = 0; i < kOps; ++i) bufs.emplace_back(kChunk + 4096);
       auto window = [&](int i) {
         auto* base = bufs[i].data();
-        auto aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(base) + 4095) & ~std::uintptr_t(4095));
+        auto aligned =
+            reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(base) + 4095) & ~std::uintptr_t(4095));
         return std::span<std::byte>(aligned, kChunk);
       };
       FileBatch batch(kOps);
@@ -648,7 +652,8 @@ TEST_P(FileTest, SchedulerDestructionWithFileOpsPending) {
           AlignedBuffer buf(4 << 20);
           if (i % 4 == 3) {
             FileBatch batch(8);
-            for (int k = 0; k < 8; ++k) batch.read_at(*f, buf.span(std::size_t(k) << 19, 1 << 19), std::uint64_t(k) << 19);
+            for (int k = 0; k < 8; ++k)
+              batch.read_at(*f, buf.span(std::size_t(k) << 19, 1 << 19), std::uint64_t(k) << 19);
             (void)co_await batch.submit();
           } else {
             for (;;) {
@@ -656,7 +661,8 @@ TEST_P(FileTest, SchedulerDestructionWithFileOpsPending) {
               if (!n) co_return;
             }
           }
-        }(p, direct, i)).detach();
+        }(p, direct, i))
+            .detach();
       }
       co_await sleep_for(2ms);
     };

@@ -44,8 +44,8 @@ struct Fd {
   operator int() const { return fd; }
 };
 
-struct kevent make(std::uintptr_t ident, int16_t filter, uint16_t flags, uint32_t fflags = 0,
-                   intptr_t data = 0, void* udata = nullptr) {
+struct kevent make(std::uintptr_t ident, int16_t filter, uint16_t flags, uint32_t fflags = 0, intptr_t data = 0,
+                   void* udata = nullptr) {
   struct kevent k;
   EV_SET(&k, ident, filter, flags, fflags, data, udata);
   return k;
@@ -97,9 +97,7 @@ std::pair<Fd, Fd> tcp_pair() {
   return {std::move(c), std::move(s)};
 }
 
-void write_all(int fd, const char* s) {
-  ASSERT_EQ(write(fd, s, strlen(s)), static_cast<ssize_t>(strlen(s)));
-}
+void write_all(int fd, const char* s) { ASSERT_EQ(write(fd, s, strlen(s)), static_cast<ssize_t>(strlen(s))); }
 
 int so_error(int fd) {
   int err = 0;
@@ -255,8 +253,7 @@ TEST_F(KqueueEmu, ReadableAndWritableAreTwoEvents) {
   auto [c, s] = tcp_pair();
   write_all(c, "hi");
   int rtag = 0, wtag = 0;
-  struct kevent ch[2] = {make(s, EVFILT_READ, EV_ADD, 0, 0, &rtag),
-                         make(s, EVFILT_WRITE, EV_ADD, 0, 0, &wtag)};
+  struct kevent ch[2] = {make(s, EVFILT_READ, EV_ADD, 0, 0, &rtag), make(s, EVFILT_WRITE, EV_ADD, 0, 0, &wtag)};
   ASSERT_EQ(kevent(kq_, ch, 2, nullptr, 0, nullptr), 0);
   struct kevent ev[4];
   ASSERT_EQ(wait_events(kq_, ev, 4, 500), 2);
@@ -443,8 +440,7 @@ TEST_F(KqueueEmu, TimerPeriodic) {
 TEST_F(KqueueEmu, TimerUnits) {
   auto start = Clock::now();
   ASSERT_EQ(change(kq_, make(1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_USECONDS, 5000)), 0);
-  ASSERT_EQ(change(kq_, make(2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_NSECONDS, 8000000)),
-            0);
+  ASSERT_EQ(change(kq_, make(2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_NSECONDS, 8000000)), 0);
   struct kevent ev[2];
   int got = 0;
   while (got < 2) {
@@ -488,17 +484,14 @@ TEST_F(KqueueEmu, UdataRoundTrips) {
   auto [a, b] = unix_pair();
   int x = 0, y = 0;
   void* big = reinterpret_cast<void*>(~static_cast<uintptr_t>(0) - 15);
-  struct kevent ch[3] = {make(a, EVFILT_READ, EV_ADD, 0, 0, &x),
-                         make(5, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, &y),
+  struct kevent ch[3] = {make(a, EVFILT_READ, EV_ADD, 0, 0, &x), make(5, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, &y),
                          make(6, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, big)};
   ASSERT_EQ(kevent(kq_, ch, 3, nullptr, 0, nullptr), 0);
   write_all(b, "x");
   struct kevent ev[4];
   ASSERT_EQ(wait_events(kq_, ev, 4, 500), 3);
   for (int i = 0; i < 3; ++i) {
-    void* want = ev[i].filter == EVFILT_READ ? static_cast<void*>(&x)
-                 : ev[i].ident == 5          ? static_cast<void*>(&y)
-                                             : big;
+    void* want = ev[i].filter == EVFILT_READ ? static_cast<void*>(&x) : ev[i].ident == 5 ? static_cast<void*>(&y) : big;
     EXPECT_EQ(ev[i].udata, want);
   }
 }

@@ -76,7 +76,7 @@ TEST_P(ThreadRuntimeTest, SpawnOnAndSpawnLocalRunWhereAsked) {
     auto local = [](Runtime* rt) -> Task<bool> {
       std::size_t me = *rt->worker_index();
       auto inner = rt->spawn_local([](Runtime* rt) -> Task<std::size_t> { co_return *rt->worker_index(); }(rt));
-      co_return co_await inner == me && &rt->scheduler(me) == Scheduler::current();
+      co_return co_await inner == me&& & rt->scheduler(me) == Scheduler::current();
     };
     auto l = rt().spawn_on(i, local(&rt()));
     EXPECT_TRUE(run([](JoinHandle<bool>* h) -> Task<bool> { co_return co_await *h; }(&l)));
@@ -156,9 +156,8 @@ TEST_P(ThreadRuntimeOneBlockingThread, CancellingAQueuedBlockingJobMeansItNeverR
   auto body = [](Runtime* rt) -> Task<bool> {
     std::atomic<bool> second_ran{false};
     // Occupy the only blocking thread, then queue a second job and cancel its waiter.
-    auto first = rt->spawn_local([](Runtime* rt) -> Task<void> {
-      co_await rt->spawn_blocking([] { std::this_thread::sleep_for(100ms); });
-    }(rt));
+    auto first = rt->spawn_local(
+        [](Runtime* rt) -> Task<void> { co_await rt->spawn_blocking([] { std::this_thread::sleep_for(100ms); }); }(rt));
     co_await sleep_for(10ms);
     bool cancelled = false;
     auto second = [](Runtime* rt, std::atomic<bool>* ran, bool* cancelled) -> Task<void> {
@@ -236,7 +235,7 @@ TEST_P(ThreadRuntimeTest, ShutdownCancelsTenThousandPendingSocketOperations) {
 
 struct Spawnery {
   Runtime* rt;
-  std::atomic<int> live{0};     // frames alive right now
+  std::atomic<int> live{0};  // frames alive right now
   std::atomic<long> spawned{0};
 };
 
@@ -299,8 +298,9 @@ TEST_P(ThreadRuntimeTest, ShutdownWaitsForTasksThatFinishBeforeTheDeadline) {
   std::atomic<int> finished{0};
   for (int i = 0; i < 100; ++i)
     rt().spawn([](std::atomic<int>* f) -> Task<void> {
-      if (co_await sleep_for(30ms)) f->fetch_add(1);
-    }(&finished)).detach();
+          if (co_await sleep_for(30ms)) f->fetch_add(1);
+        }(&finished))
+        .detach();
   const auto t0 = Clock::now();
   ShutdownReport report = rt().shutdown(Clock::now() + 10s);
   EXPECT_LT(Clock::now() - t0, 5s);  // returned as soon as the work drained
@@ -318,16 +318,17 @@ TEST_P(ThreadRuntimeShortGrace, TasksIgnoringCancellationAreDestroyedAfterTheGra
   std::atomic<int> live{0};
   for (int i = 0; i < 4; ++i)
     rt().spawn([](std::atomic<int>* live) -> Task<void> {
-      live->fetch_add(1);
-      struct Dec {
-        std::atomic<int>* c;
-        ~Dec() { c->fetch_sub(1); }
-      } dec{live};
-      for (;;) {
-        (void)co_await sleep_for(1ms);  // ignores the cancellation error...
-        co_await yield();               // ...but still lets its loop turn
-      }
-    }(&live)).detach();
+          live->fetch_add(1);
+          struct Dec {
+            std::atomic<int>* c;
+            ~Dec() { c->fetch_sub(1); }
+          } dec{live};
+          for (;;) {
+            (void)co_await sleep_for(1ms);  // ignores the cancellation error...
+            co_await yield();               // ...but still lets its loop turn
+          }
+        }(&live))
+        .detach();
   std::this_thread::sleep_for(10ms);
   const auto t0 = Clock::now();
   ShutdownReport report = rt().shutdown();

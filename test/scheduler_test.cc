@@ -23,10 +23,12 @@ TEST_P(SchedulerTest, CrossThreadSpawnFromManyThreads) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) {
-        sched().spawn([](std::atomic<int>* d, Scheduler* s) -> Task<void> {
-            if (d->fetch_add(1) + 1 == kThreads * kPerThread) s->stop();
-            co_return;
-          }(&done, sched_.get())).detach();
+        sched()
+            .spawn([](std::atomic<int>* d, Scheduler* s) -> Task<void> {
+              if (d->fetch_add(1) + 1 == kThreads * kPerThread) s->stop();
+              co_return;
+            }(&done, sched_.get()))
+            .detach();
         spawned.fetch_add(1);
       }
     });
@@ -66,10 +68,12 @@ TEST_P(SchedulerTest, WakeupsAreOnlySentToASleepingLoop) {
   auto h = sched().spawn(busy(&go));
   std::thread remote([&] {
     for (int i = 0; i < 1000; ++i)
-      sched().spawn([](std::atomic<int>* r) -> Task<void> {
-          r->fetch_add(1);
-          co_return;
-        }(&ran)).detach();
+      sched()
+          .spawn([](std::atomic<int>* r) -> Task<void> {
+            r->fetch_add(1);
+            co_return;
+          }(&ran))
+          .detach();
     go.store(true);
   });
   sched().block_on([](JoinHandle<void>* h) -> Task<void> { co_await *h; }(&h));
@@ -170,7 +174,7 @@ TEST_P(SchedulerTest, IoCompletesWhileAnotherTaskKeepsTheLoopBusy) {
     std::byte buf[8];
     auto n = co_await s->recv(buf, sizeof buf);  // nothing there yet: waits on the backend
     got->store(true);
-    co_return n && *n == 3;
+    co_return n&&* n == 3;
   };
   std::uint64_t turns = 0;
   auto spin = sched().spawn(spinner(&got, &turns));

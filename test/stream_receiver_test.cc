@@ -18,10 +18,10 @@ Task<std::pair<TcpSocket, TcpSocket>> tcp_pair() {
   TcpSocket listener = loopback_listener();
   auto c = TcpSocket::open();
   EXPECT_TRUE(c);
-  auto [accepted, connected] = co_await when_all(
-      [](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
-      [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
-          &*c, *listener.local_address()));
+  auto [accepted, connected] =
+      co_await when_all([](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
+                        [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
+                                                              &*c, *listener.local_address()));
   EXPECT_TRUE(connected);
   co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
 }
@@ -162,18 +162,20 @@ TEST_P(StreamReceiverTest, PeerResetAndCloseWhileArmed) {
 
 TEST_P(StreamReceiverTest, SchedulerShutdownWithArmedReceivers) {
   // Receivers armed on many connections when the scheduler is destroyed: no hang, no leak.
-  sched().spawn([]() -> Task<void> {
-    auto pool = BufferPool::create(32, 128);
-    std::vector<std::pair<TcpSocket, TcpSocket>> pairs;
-    for (int i = 0; i < 20; ++i) pairs.push_back(co_await tcp_pair());
-    std::vector<std::unique_ptr<StreamReceiver>> rxs;
-    std::vector<JoinHandle<void>> waits;
-    for (auto& p : pairs) {
-      rxs.push_back(std::make_unique<StreamReceiver>(p.second, **pool));
-      waits.push_back(spawn([](StreamReceiver* rx) -> Task<void> { (void)co_await rx->recv(); }(rxs.back().get())));
-    }
-    co_await sleep_for(std::chrono::hours(1));
-  }()).detach();
+  sched()
+      .spawn([]() -> Task<void> {
+        auto pool = BufferPool::create(32, 128);
+        std::vector<std::pair<TcpSocket, TcpSocket>> pairs;
+        for (int i = 0; i < 20; ++i) pairs.push_back(co_await tcp_pair());
+        std::vector<std::unique_ptr<StreamReceiver>> rxs;
+        std::vector<JoinHandle<void>> waits;
+        for (auto& p : pairs) {
+          rxs.push_back(std::make_unique<StreamReceiver>(p.second, **pool));
+          waits.push_back(spawn([](StreamReceiver* rx) -> Task<void> { (void)co_await rx->recv(); }(rxs.back().get())));
+        }
+        co_await sleep_for(std::chrono::hours(1));
+      }())
+      .detach();
   sched().block_on([]() -> Task<void> { co_await sleep_for(50ms); }());
   sched_.reset();  // must return; ASan checks that nothing leaks
 }

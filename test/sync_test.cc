@@ -130,7 +130,8 @@ Task<long> contended_mutex(Runtime* rt, int tasks, int iterations) {
   long counter = 0;  // plain: TSan checks that the mutex really excludes
   WaitGroup wg;
   wg.add(tasks);
-  for (int t = 0; t < tasks; ++t) rt->spawn_on(static_cast<std::size_t>(t), hammer(&m, &counter, iterations, t, &wg)).detach();
+  for (int t = 0; t < tasks; ++t)
+    rt->spawn_on(static_cast<std::size_t>(t), hammer(&m, &counter, iterations, t, &wg)).detach();
   EXPECT_TRUE(co_await wg.wait());
   EXPECT_FALSE(m.is_locked());
   EXPECT_EQ(m.waiters(), 0u);
@@ -207,15 +208,17 @@ TEST_P(ThreadSyncTest, LatchReleasesWaitersOnAllSchedulers) {
   wg.add(6);
   for (int i = 0; i < 6; ++i)
     rt().spawn([](Latch* l, std::atomic<int>* p, WaitGroup* wg) -> Task<void> {
-      EXPECT_TRUE(co_await l->wait());
-      p->fetch_add(1);
-      wg->done();
-    }(&latch, &passed, &wg)).detach();
+          EXPECT_TRUE(co_await l->wait());
+          p->fetch_add(1);
+          wg->done();
+        }(&latch, &passed, &wg))
+        .detach();
   for (int i = 0; i < 4; ++i)
     rt().spawn([](Latch* l) -> Task<void> {
-      l->count_down();
-      co_return;
-    }(&latch)).detach();
+          l->count_down();
+          co_return;
+        }(&latch))
+        .detach();
   std::thread counter([&] { latch.count_down(3); });  // plain threads may count down too
   counter.join();
   std::this_thread::sleep_for(10ms);
@@ -414,7 +417,7 @@ TEST_P(ThreadSyncLocalTest, DestroyingASuspendedWaiterPassesTheLockOn) {
   }(&m));
   sched().block_on([]() -> Task<void> { co_await yield(); }());  // the waiter queues
   EXPECT_EQ(m.waiters(), 1u);
-  m.unlock();  // granted; its resumption is queued on the scheduler
+  m.unlock();          // granted; its resumption is queued on the scheduler
   sched().shutdown();  // destroys the frame before it runs
   EXPECT_FALSE(m.is_locked());
   EXPECT_EQ(m.waiters(), 0u);

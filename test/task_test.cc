@@ -208,7 +208,8 @@ TEST_P(TaskTest, SchedulerDestructionDestroysSuspendedFramesExactlyOnce) {
           char buf[64];
           auto r = co_await a.recv(buf, sizeof(buf));
           ADD_FAILURE() << "recv completed during shutdown: " << (r ? "data" : r.error().message());
-        }()).detach();
+        }())
+          .detach();
       sc.spawn([]() -> Task<void> {
           LiveCounter c;
           auto inner = []() -> Task<void> {
@@ -216,7 +217,8 @@ TEST_P(TaskTest, SchedulerDestructionDestroysSuspendedFramesExactlyOnce) {
             co_await sleep_for(std::chrono::hours(1));
           };
           co_await inner();
-        }()).detach();
+        }())
+          .detach();
     }
     // Let them all reach their suspension points.
     sc.block_on([]() -> Task<void> { co_await sleep_for(20ms); }());

@@ -111,7 +111,8 @@ TEST_P(UdpTest, RecvTimeoutAndClosedSocket) {
 TEST_P(UdpTest, Ipv6) {
   {
     auto probe = UdpSocket::open(AddressFamily::ipv6);
-    if (!probe || !probe->bind(SocketAddress::loopback(0, AddressFamily::ipv6))) GTEST_SKIP() << "no IPv6 loopback here";
+    if (!probe || !probe->bind(SocketAddress::loopback(0, AddressFamily::ipv6)))
+      GTEST_SKIP() << "no IPv6 loopback here";
   }
   auto body = []() -> Task<void> {
     auto a = UdpSocket::bind_to(SocketAddress::loopback(0, AddressFamily::ipv6));

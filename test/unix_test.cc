@@ -45,7 +45,7 @@ TEST_P(UnixTest, EchoOverAPathAndTheFileIsRemoved) {
     {
       auto l = UnixStream::listen_on(*addr);
       CO_ASSERT_TRUE(l);
-      struct stat st{};
+      struct stat st {};
       EXPECT_EQ(::stat(path.c_str(), &st), 0);
       EXPECT_TRUE(S_ISSOCK(st.st_mode));
       auto [unit, reply] = co_await when_all(echo_once(*l), ask(*addr, "over a path"));

@@ -48,10 +48,10 @@ Task<std::pair<TcpSocket, TcpSocket>> tcp_pair() {
   TcpSocket listener = loopback_listener();
   auto c = TcpSocket::open();
   EXPECT_TRUE(c);
-  auto [accepted, connected] = co_await when_all(
-      [](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
-      [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
-          &*c, *listener.local_address()));
+  auto [accepted, connected] =
+      co_await when_all([](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
+                        [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
+                                                              &*c, *listener.local_address()));
   EXPECT_TRUE(connected);
   co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
 }

@@ -24,7 +24,7 @@ namespace {
 constexpr std::size_t kMaxTransfer = 0x7ffff000;
 
 std::size_t query_block_size(int fd) noexcept {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) return File::kDefaultBlockSize;
 #if defined(__linux__)
   if (S_ISBLK(st.st_mode)) {
@@ -32,7 +32,7 @@ std::size_t query_block_size(int fd) noexcept {
     if (::ioctl(fd, BLKSSZGET, &sector) == 0 && sector > 0) return static_cast<std::size_t>(sector);
   }
 #if defined(STATX_DIOALIGN)
-  struct statx sx{};
+  struct statx sx {};
   if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN) &&
       sx.stx_dio_offset_align != 0)
     return std::max<std::size_t>(sx.stx_dio_offset_align, sx.stx_dio_mem_align);
@@ -108,7 +108,7 @@ void File::close_now() noexcept {
 
 Expected<std::uint64_t> File::size() const {
   if (fd_ < 0) return errno_error(EBADF);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd_, &st) != 0) return errno_error(errno);
 #if defined(__linux__)
   if (S_ISBLK(st.st_mode)) {

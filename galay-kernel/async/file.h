@@ -229,11 +229,11 @@ class FileBatch final : private Cancellable {
   static void on_deadline(void* self);
 
   std::size_t capacity_;
-  detail::BatchJoin join_;            // declared before ops_: outlives them
-  std::vector<IoOp> ops_;             // reserved to capacity_, never reallocated
-  std::vector<IoOp*> starting_;       // scratch for Backend::start_batch
-  std::size_t submitted_ = 0;         // ops_[0, submitted_) have been submitted
-  std::size_t range_begin_ = 0;       // the submit in progress covers [range_begin_, range_end_)
+  detail::BatchJoin join_;       // declared before ops_: outlives them
+  std::vector<IoOp> ops_;        // reserved to capacity_, never reallocated
+  std::vector<IoOp*> starting_;  // scratch for Backend::start_batch
+  std::size_t submitted_ = 0;    // ops_[0, submitted_) have been submitted
+  std::size_t range_begin_ = 0;  // the submit in progress covers [range_begin_, range_end_)
   std::size_t range_end_ = 0;
   bool in_flight_ = false;
   Scheduler* sched_ = nullptr;
@@ -257,6 +257,8 @@ class FileBatch::SubmitAwaitable {
   Timeout timeout_;
 };
 
-inline FileBatch::SubmitAwaitable FileBatch::submit(Timeout timeout) noexcept { return SubmitAwaitable(*this, timeout); }
+inline FileBatch::SubmitAwaitable FileBatch::submit(Timeout timeout) noexcept {
+  return SubmitAwaitable(*this, timeout);
+}
 
 }  // namespace galay

@@ -25,9 +25,9 @@ struct ServerState {
   std::unique_ptr<std::atomic<std::uint64_t>[]> accepted;  // per worker
   std::size_t n;
   std::size_t listeners = 0;
-  SocketAddress address;                      // written before `opened` reports success
-  sync::Channel<std::error_code> opened;      // each listener reports its listen() result
-  sync::Event stop;                           // stop accepting
+  SocketAddress address;                  // written before `opened` reports success
+  sync::Channel<std::error_code> opened;  // each listener reports its listen() result
+  sync::Event stop;                       // stop accepting
 };
 
 }  // namespace detail
@@ -197,8 +197,7 @@ Task<Expected<Server>> serve_reuseport(Runtime& rt, SocketAddress addr, Connecti
                                        ServeOptions options) {
   auto st = std::make_shared<detail::ServerState>(rt, rt.size(), std::move(handler));
   const int backlog = options.backlog;
-  std::function<Task<void>(std::size_t, SocketAddress)> make_loop = [st, backlog](std::size_t worker,
-                                                                                  SocketAddress a) {
+  std::function<Task<void>(std::size_t, SocketAddress)> make_loop = [st, backlog](std::size_t worker, SocketAddress a) {
     return reuseport_loop(st, worker, a, backlog);
   };
   return start_server(std::move(st), 0, rt.size(), std::move(make_loop), addr);

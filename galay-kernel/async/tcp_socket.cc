@@ -13,7 +13,6 @@
 
 namespace galay {
 
-
 // ---- awaitables ----
 
 AcceptAwaitable::AcceptAwaitable(int fd, Scheduler* sched, SocketAddress* peer, Timeout t) noexcept
@@ -28,7 +27,6 @@ Expected<TcpSocket> AcceptAwaitable::await_resume() noexcept {
   Scheduler* s = sched_ ? sched_ : Scheduler::current();
   return TcpSocket(static_cast<int>(op_.result), s);
 }
-
 
 // ---- TcpSocket ----
 
@@ -56,7 +54,6 @@ Expected<TcpSocket> TcpSocket::listen_on(const SocketAddress& addr, int backlog,
   if (auto r = sock->listen(backlog); !r) return Unexpected(r.error());
   return sock;
 }
-
 
 Expected<void> TcpSocket::set_nodelay(bool on) { return set_option(IPPROTO_TCP, TCP_NODELAY, on); }
 Expected<void> TcpSocket::set_keepalive(bool on) { return set_option(SOL_SOCKET, SO_KEEPALIVE, on); }

@@ -34,7 +34,8 @@ Expected<UnixStream> UnixAcceptAwaitable::await_resume() noexcept {
   return UnixStream(static_cast<int>(op_.result), Scheduler::current());
 }
 
-SendFdsAwaitable::SendFdsAwaitable(int fd, std::span<const std::byte> data, std::span<const int> fds, Timeout t) noexcept
+SendFdsAwaitable::SendFdsAwaitable(int fd, std::span<const std::byte> data, std::span<const int> fds,
+                                   Timeout t) noexcept
     : IoAwaitable(OpCode::sendmsg, fd, t), data_(data), nfds_(std::min(fds.size(), kMaxPassedFds)) {
   std::copy_n(fds.begin(), nfds_, fds_);
   too_many_ = fds.size() > kMaxPassedFds;

@@ -107,7 +107,8 @@ class UnixStream : public StreamSocket {
   UnixStream() noexcept = default;
   // Moving the StreamSocket base leaves `o.unlink_path_` untouched, so taking it next is safe.
   UnixStream(UnixStream&& o) noexcept
-      : StreamSocket(std::move(o)), unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
+      : StreamSocket(std::move(o)),
+        unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
   UnixStream& operator=(UnixStream&& o) noexcept;
   /// Closes the fd; a listener also removes the socket file it created.
   ~UnixStream();

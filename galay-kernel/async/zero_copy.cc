@@ -21,10 +21,11 @@ constexpr std::size_t kChunk = 1u << 20;
 // Bytes to send: `count`, or the rest of the file when `count` is 0.
 Expected<std::size_t> resolve_count(int file_fd, off_t offset, std::size_t count) {
   if (offset < 0) return make_error(std::make_error_code(std::errc::invalid_argument));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(file_fd, &st) != 0) return errno_error(errno);
   if (count != 0) return count;
-  if (!S_ISREG(st.st_mode)) return make_error(std::make_error_code(std::errc::invalid_argument));  // "to EOF" needs a size
+  if (!S_ISREG(st.st_mode))
+    return make_error(std::make_error_code(std::errc::invalid_argument));  // "to EOF" needs a size
   return st.st_size > offset ? static_cast<std::size_t>(st.st_size - offset) : 0;
 }
 
@@ -54,8 +55,8 @@ Task<Expected<std::size_t>> send_file(StreamSocket& socket, int file_fd, off_t o
 #else
   std::unique_ptr<std::byte[]> buf(new std::byte[64 * 1024]);
   while (sent < *total) {
-    const ssize_t n = ::pread(file_fd, buf.get(), std::min<std::size_t>(*total - sent, 64 * 1024),
-                              offset + static_cast<off_t>(sent));
+    const ssize_t n =
+        ::pread(file_fd, buf.get(), std::min<std::size_t>(*total - sent, 64 * 1024), offset + static_cast<off_t>(sent));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) co_return errno_error(errno);
     if (n == 0) break;

@@ -24,7 +24,8 @@ class AlignedBuffer {
   /// std::invalid_argument for an alignment that is not a power of two.
   explicit AlignedBuffer(std::size_t size, std::size_t alignment = kDefaultAlignment)
       : size_(size), alignment_(alignment < alignof(std::max_align_t) ? alignof(std::max_align_t) : alignment) {
-    if ((alignment_ & (alignment_ - 1)) != 0) throw std::invalid_argument("AlignedBuffer: alignment must be a power of two");
+    if ((alignment_ & (alignment_ - 1)) != 0)
+      throw std::invalid_argument("AlignedBuffer: alignment must be a power of two");
     if (size_ == 0) return;
     data_ = static_cast<std::byte*>(::operator new(size_, std::align_val_t(alignment_)));
     std::memset(data_, 0, size_);

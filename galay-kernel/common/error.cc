@@ -7,13 +7,20 @@ class GalayCategory final : public std::error_category {
   const char* name() const noexcept override { return "galay"; }
   std::string message(int ev) const override {
     switch (static_cast<Error>(ev)) {
-      case Error::invalid_address: return "invalid address (expected an IPv4/IPv6 literal and a port)";
-      case Error::misaligned_buffer: return "O_DIRECT buffer address is not aligned to the logical block size";
-      case Error::misaligned_offset: return "O_DIRECT file offset is not aligned to the logical block size";
-      case Error::misaligned_length: return "O_DIRECT length is not a multiple of the logical block size";
-      case Error::backend_unavailable: return "the requested I/O backend is not available on this system";
-      case Error::task_abandoned: return "the task was destroyed before it finished";
-      case Error::not_bound_to_scheduler: return "no scheduler is running on this thread";
+      case Error::invalid_address:
+        return "invalid address (expected an IPv4/IPv6 literal and a port)";
+      case Error::misaligned_buffer:
+        return "O_DIRECT buffer address is not aligned to the logical block size";
+      case Error::misaligned_offset:
+        return "O_DIRECT file offset is not aligned to the logical block size";
+      case Error::misaligned_length:
+        return "O_DIRECT length is not a multiple of the logical block size";
+      case Error::backend_unavailable:
+        return "the requested I/O backend is not available on this system";
+      case Error::task_abandoned:
+        return "the task was destroyed before it finished";
+      case Error::not_bound_to_scheduler:
+        return "no scheduler is running on this thread";
     }
     return "unknown galay error";
   }

@@ -11,13 +11,13 @@ namespace galay {
 
 /// Library-level error conditions (galay_category()).
 enum class Error {
-  invalid_address = 1,    ///< an address string that is not a literal IPv4/IPv6 address and port
-  misaligned_buffer,      ///< O_DIRECT: buffer address not aligned to the device's logical block size
-  misaligned_offset,      ///< O_DIRECT: file offset not aligned
-  misaligned_length,      ///< O_DIRECT: length not a multiple of the logical block size
-  backend_unavailable,    ///< the requested backend cannot run here (see Scheduler::backend_reason())
-  task_abandoned,         ///< a joined task was destroyed before it finished (its scheduler stopped)
-  not_bound_to_scheduler, ///< an I/O object was used without a scheduler on this thread
+  invalid_address = 1,     ///< an address string that is not a literal IPv4/IPv6 address and port
+  misaligned_buffer,       ///< O_DIRECT: buffer address not aligned to the device's logical block size
+  misaligned_offset,       ///< O_DIRECT: file offset not aligned
+  misaligned_length,       ///< O_DIRECT: length not a multiple of the logical block size
+  backend_unavailable,     ///< the requested backend cannot run here (see Scheduler::backend_reason())
+  task_abandoned,          ///< a joined task was destroyed before it finished (its scheduler stopped)
+  not_bound_to_scheduler,  ///< an I/O object was used without a scheduler on this thread
 };
 
 /// The category of galay::Error.

@@ -53,11 +53,21 @@ std::int64_t BlockingPool::perform(const IoOp& op) noexcept {
   for (;;) {
     std::int64_t r;
     switch (op.code) {
-      case OpCode::read_at: r = sys(::pread(op.fd, op.buf, op.len, off)); break;
-      case OpCode::write_at: r = sys(::pwrite(op.fd, op.buf, op.len, off)); break;
-      case OpCode::readv_at: r = sys(::preadv(op.fd, op.iov, op.iovcnt, off)); break;
-      case OpCode::writev_at: r = sys(::pwritev(op.fd, op.iov, op.iovcnt, off)); break;
-      case OpCode::fsync: r = sys(::fsync(op.fd)); break;
+      case OpCode::read_at:
+        r = sys(::pread(op.fd, op.buf, op.len, off));
+        break;
+      case OpCode::write_at:
+        r = sys(::pwrite(op.fd, op.buf, op.len, off));
+        break;
+      case OpCode::readv_at:
+        r = sys(::preadv(op.fd, op.iov, op.iovcnt, off));
+        break;
+      case OpCode::writev_at:
+        r = sys(::pwritev(op.fd, op.iov, op.iovcnt, off));
+        break;
+      case OpCode::fsync:
+        r = sys(::fsync(op.fd));
+        break;
       case OpCode::fdatasync:
 #if defined(__APPLE__)
         r = sys(::fsync(op.fd));  // no fdatasync in Apple's libc
@@ -86,8 +96,10 @@ void BlockingPool::make_ready(Client& c) noexcept {
   if (c.in_ready_list_) return;
   c.in_ready_list_ = true;
   c.next_ready_ = nullptr;
-  if (ready_tail_) ready_tail_->next_ready_ = &c;
-  else ready_head_ = &c;
+  if (ready_tail_)
+    ready_tail_->next_ready_ = &c;
+  else
+    ready_head_ = &c;
   ready_tail_ = &c;
 }
 
@@ -204,9 +216,7 @@ void BlockingPool::Client::release_fd(int fd) noexcept {
   {
     std::unique_lock lock(pool_.mutex_);
     take_queued(fd, false, cancelled);
-    auto busy = [&] {
-      return std::any_of(running_.begin(), running_.end(), [fd](IoOp* op) { return op->fd == fd; });
-    };
+    auto busy = [&] { return std::any_of(running_.begin(), running_.end(), [fd](IoOp* op) { return op->fd == fd; }); };
     done_cv_.wait(lock, [&] { return !busy(); });
   }
   while (IoOp* op = cancelled.pop_front()) {

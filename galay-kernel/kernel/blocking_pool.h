@@ -109,7 +109,7 @@ class BlockingPool::Client {
   void wait_and_deliver(std::unique_lock<std::mutex>& lock) noexcept;
   void complete_taken(std::vector<Done>& taken) noexcept;
   void take_queued(int fd, bool all, WaitList& out) noexcept;  // pool lock held
-  void unlink_if_idle() noexcept;                                // pool lock held
+  void unlink_if_idle() noexcept;                              // pool lock held
 
   BlockingPool& pool_;
   Scheduler& sched_;
@@ -118,9 +118,9 @@ class BlockingPool::Client {
   std::size_t pending_ = 0;  // backend thread only
 
   // ---- guarded by pool_.mutex_ ----
-  WaitList queue_;             // submitted, not yet picked by a worker
-  std::vector<IoOp*> running_; // picked by a worker, syscall in progress
-  std::vector<Done> done_;     // finished, not yet delivered
+  WaitList queue_;              // submitted, not yet picked by a worker
+  std::vector<IoOp*> running_;  // picked by a worker, syscall in progress
+  std::vector<Done> done_;      // finished, not yet delivered
   std::condition_variable done_cv_;
   Client* next_ready_ = nullptr;
   bool in_ready_list_ = false;

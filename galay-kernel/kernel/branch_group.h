@@ -29,7 +29,9 @@ struct BranchSlot {
 class BranchGroup : public Cancellable {
  public:
   explicit BranchGroup(std::size_t n)
-      : count_(n), scopes_(std::make_unique<CancelScope[]>(n)), drivers_(std::make_unique<std::coroutine_handle<>[]>(n)) {}
+      : count_(n),
+        scopes_(std::make_unique<CancelScope[]>(n)),
+        drivers_(std::make_unique<std::coroutine_handle<>[]>(n)) {}
   BranchGroup(const BranchGroup&) = delete;
   BranchGroup& operator=(const BranchGroup&) = delete;
 

@@ -70,8 +70,10 @@ bool BufferPool::pop_free(std::uint16_t& id) noexcept {
 void BufferPool::push_chunk(PooledRecvState& st, std::uint16_t id, std::uint32_t len) noexcept {
   len_[id] = len;
   next_[id] = -1;
-  if (st.tail >= 0) next_[static_cast<std::size_t>(st.tail)] = id;
-  else st.head = id;
+  if (st.tail >= 0)
+    next_[static_cast<std::size_t>(st.tail)] = id;
+  else
+    st.head = id;
   st.tail = id;
 }
 

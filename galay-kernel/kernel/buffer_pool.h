@@ -93,8 +93,8 @@ class BufferPool {
   void add_starved(PooledRecvState& st) noexcept;
   void remove_starved(PooledRecvState& st) noexcept;
   PooledRecvState* take_starved() noexcept;
-  void* backend_handle = nullptr;   // io_uring: the registered buf ring
-  std::uint16_t group_id = 0;       // io_uring: buffer group id
+  void* backend_handle = nullptr;  // io_uring: the registered buf ring
+  std::uint16_t group_id = 0;      // io_uring: buffer group id
 
  private:
   friend class PooledChunk;

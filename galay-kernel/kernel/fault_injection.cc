@@ -24,7 +24,8 @@ Armed g_submit;
 int take(Armed& a) noexcept {
   unsigned left = a.left.load(std::memory_order_acquire);
   while (left > 0) {
-    if (a.left.compare_exchange_weak(left, left - 1, std::memory_order_acq_rel)) return a.error.load(std::memory_order_relaxed);
+    if (a.left.compare_exchange_weak(left, left - 1, std::memory_order_acq_rel))
+      return a.error.load(std::memory_order_relaxed);
   }
   return 0;
 }

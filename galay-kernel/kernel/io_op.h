@@ -37,26 +37,26 @@ struct Timeout {
 
 /// What an IoOp does. Each backend maps every code to its own mechanism.
 enum class OpCode : std::uint8_t {
-  accept,      ///< fd: listener; addr/addrlen: peer out; result: new fd (non-blocking, cloexec)
-  connect,     ///< addr/addrlen: peer in; result: 0
-  recv,        ///< buf/len; result: bytes (0 = EOF)
-  send,        ///< buf/len; result: bytes sent (may be partial unless OpFlag::all)
-  readv,       ///< iov/iovcnt; result: bytes
-  writev,      ///< iov/iovcnt; result: bytes (never raises SIGPIPE)
-  close,       ///< cancel everything pending on fd, then close it; result: 0
-  poll_read,   ///< wait until fd is readable; result: 0
-  poll_write,  ///< wait until fd is writable; result: 0
-  read_at,     ///< file: buf/len at offset; result: bytes (short at EOF)
-  write_at,    ///< file: buf/len at offset
-  readv_at,    ///< file: iov/iovcnt at offset
-  writev_at,   ///< file: iov/iovcnt at offset
-  fsync,       ///< file: flush data and metadata
-  fdatasync,   ///< file: flush data
-  fallocate,   ///< file: aux = mode, offset, len
-  recv_pooled, ///< buf: PooledRecvState*; result: bytes (0 = EOF), aux: buffer id
-  accept_multishot, ///< buf: AcceptQueueState*; result: new fd (io_uring keeps one multishot accept armed)
-  recvmsg,     ///< msg (msg_name, msg_iov set), aux: recvmsg flags; result: bytes; msg.msg_flags/msg_namelen filled in
-  sendmsg,     ///< msg; result: bytes (never raises SIGPIPE)
+  accept,            ///< fd: listener; addr/addrlen: peer out; result: new fd (non-blocking, cloexec)
+  connect,           ///< addr/addrlen: peer in; result: 0
+  recv,              ///< buf/len; result: bytes (0 = EOF)
+  send,              ///< buf/len; result: bytes sent (may be partial unless OpFlag::all)
+  readv,             ///< iov/iovcnt; result: bytes
+  writev,            ///< iov/iovcnt; result: bytes (never raises SIGPIPE)
+  close,             ///< cancel everything pending on fd, then close it; result: 0
+  poll_read,         ///< wait until fd is readable; result: 0
+  poll_write,        ///< wait until fd is writable; result: 0
+  read_at,           ///< file: buf/len at offset; result: bytes (short at EOF)
+  write_at,          ///< file: buf/len at offset
+  readv_at,          ///< file: iov/iovcnt at offset
+  writev_at,         ///< file: iov/iovcnt at offset
+  fsync,             ///< file: flush data and metadata
+  fdatasync,         ///< file: flush data
+  fallocate,         ///< file: aux = mode, offset, len
+  recv_pooled,       ///< buf: PooledRecvState*; result: bytes (0 = EOF), aux: buffer id
+  accept_multishot,  ///< buf: AcceptQueueState*; result: new fd (io_uring keeps one multishot accept armed)
+  recvmsg,  ///< msg (msg_name, msg_iov set), aux: recvmsg flags; result: bytes; msg.msg_flags/msg_namelen filled in
+  sendmsg,  ///< msg; result: bytes (never raises SIGPIPE)
 };
 
 /// Modifiers for an IoOp.
@@ -120,27 +120,27 @@ class IoOp final : public Cancellable {
   std::uint8_t flags = 0;
   OpState state = OpState::idle;
   int fd;
-  int aux = 0;                  // fallocate mode
+  int aux = 0;  // fallocate mode
   void* buf = nullptr;
   std::size_t len = 0;
   const iovec* iov = nullptr;
   int iovcnt = 0;
-  sockaddr* addr = nullptr;     // accept: filled in; connect: read
-  socklen_t addrlen = 0;        // accept: capacity in, length out; connect: length
+  sockaddr* addr = nullptr;  // accept: filled in; connect: read
+  socklen_t addrlen = 0;     // accept: capacity in, length out; connect: length
   std::uint64_t offset = 0;
-  msghdr msg{};                 // sendmsg/recvmsg header for backends that need one in flight
+  msghdr msg{};  // sendmsg/recvmsg header for backends that need one in flight
 
   // ---- progress and result ----
-  std::size_t done_bytes = 0;   // op_all: bytes already transferred
-  std::int64_t result = 0;      // >= 0 value, < 0 -errno
-  std::errc cancel_reason{};    // non-zero once cancellation was requested
+  std::size_t done_bytes = 0;  // op_all: bytes already transferred
+  std::int64_t result = 0;     // >= 0 value, < 0 -errno
+  std::errc cancel_reason{};   // non-zero once cancellation was requested
 
   // ---- plumbing ----
   Scheduler* sched = nullptr;
   std::coroutine_handle<> waiter;
   CancelScope* scope = nullptr;
   TimerNode timer;
-  IoOp* prev = nullptr;          // backend-owned intrusive links (epoll waiter lists)
+  IoOp* prev = nullptr;  // backend-owned intrusive links (epoll waiter lists)
   IoOp* next = nullptr;
   std::uint32_t backend_word = 0;  // backend-owned scratch (io_uring phase, kqueue filter, ...)
 };

@@ -14,8 +14,8 @@ namespace galay {
 namespace {
 
 bool is_read_side(OpCode c) noexcept {
-  return c == OpCode::accept || c == OpCode::accept_multishot || c == OpCode::recv || c == OpCode::readv || c == OpCode::poll_read ||
-         c == OpCode::recv_pooled || c == OpCode::recvmsg;
+  return c == OpCode::accept || c == OpCode::accept_multishot || c == OpCode::recv || c == OpCode::readv ||
+         c == OpCode::poll_read || c == OpCode::recv_pooled || c == OpCode::recvmsg;
 }
 bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
 

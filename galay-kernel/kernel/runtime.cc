@@ -47,8 +47,10 @@ bool BlockingThreads::submit(BlockingJob* job) {
   job->state = BlockingJob::State::queued;
   job->next = nullptr;
   job->prev = tail_;
-  if (tail_) tail_->next = job;
-  else head_ = job;
+  if (tail_)
+    tail_->next = job;
+  else
+    head_ = job;
   tail_ = job;
   if (idle_ > 0) {
     lock.unlock();
@@ -62,10 +64,14 @@ bool BlockingThreads::submit(BlockingJob* job) {
 bool BlockingThreads::unqueue(BlockingJob* job) noexcept {
   std::lock_guard lock(mutex_);
   if (job->state != BlockingJob::State::queued) return false;
-  if (job->prev) job->prev->next = job->next;
-  else head_ = job->next;
-  if (job->next) job->next->prev = job->prev;
-  else tail_ = job->prev;
+  if (job->prev)
+    job->prev->next = job->next;
+  else
+    head_ = job->next;
+  if (job->next)
+    job->next->prev = job->prev;
+  else
+    tail_ = job->prev;
   job->prev = job->next = nullptr;
   job->state = BlockingJob::State::idle;
   return true;
@@ -99,8 +105,10 @@ void BlockingThreads::worker() noexcept {
     if (head_ == nullptr) return;  // closed and drained
     BlockingJob* job = head_;
     head_ = job->next;
-    if (head_) head_->prev = nullptr;
-    else tail_ = nullptr;
+    if (head_)
+      head_->prev = nullptr;
+    else
+      tail_ = nullptr;
     job->prev = job->next = nullptr;
     job->state = BlockingJob::State::running;
     lock.unlock();

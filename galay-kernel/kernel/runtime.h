@@ -64,9 +64,9 @@ struct BlockingJob {
   void (*run)(BlockingJob*) noexcept = nullptr;  // runs the user's function, stores the result
   BlockingJob* prev = nullptr;                   // pool queue links (pool lock)
   BlockingJob* next = nullptr;
-  std::coroutine_handle<> handle;                // resumed on `sched` when done
+  std::coroutine_handle<> handle;  // resumed on `sched` when done
   Scheduler* sched = nullptr;
-  State state = State::idle;                     // guarded by the pool lock
+  State state = State::idle;  // guarded by the pool lock
 };
 
 /// A small pool of threads for blocking calls (spawn_blocking). Threads start on demand,
@@ -431,10 +431,10 @@ class Runtime {
   // threads add to remote_spawned, on its own cache line.
   struct alignas(64) Worker {
     std::thread thread;
-    Scheduler* sched = nullptr;                        // owned by the worker thread
-    int cpu = -1;                                      // pinned CPU, or -1
-    std::atomic<std::int64_t> local_spawned{0};        // spawned by this worker onto itself
-    std::atomic<std::int64_t> ended{0};                // runtime roots that finished here
+    Scheduler* sched = nullptr;                               // owned by the worker thread
+    int cpu = -1;                                             // pinned CPU, or -1
+    std::atomic<std::int64_t> local_spawned{0};               // spawned by this worker onto itself
+    std::atomic<std::int64_t> ended{0};                       // runtime roots that finished here
     alignas(64) std::atomic<std::int64_t> remote_spawned{0};  // spawned here by other threads
   };
 
@@ -458,18 +458,18 @@ class Runtime {
   sync::Event stop_event_;
 
   alignas(64) std::atomic<std::int64_t> external_spawns_{0};  // spawns in progress on non-worker threads
-  std::atomic<bool> closed_{false};      // spawns are refused
-  std::atomic<bool> stopping_{false};    // shutdown has begun
-  std::atomic<bool> cancelling_{false};  // the deadline has passed
-  std::atomic<bool> exit_{false};        // workers leave their loops
+  std::atomic<bool> closed_{false};                           // spawns are refused
+  std::atomic<bool> stopping_{false};                         // shutdown has begun
+  std::atomic<bool> cancelling_{false};                       // the deadline has passed
+  std::atomic<bool> exit_{false};                             // workers leave their loops
 
   // Teardown hand-shake between shutdown() and the workers.
   std::mutex life_mutex_;
   std::condition_variable life_cv_;
-  std::size_t left_loop_ = 0;         // workers out of run()
+  std::size_t left_loop_ = 0;                                 // workers out of run()
   std::size_t shutdown_turn_ = static_cast<std::size_t>(-1);  // worker allowed to destroy its frames
-  std::size_t shutdown_done_ = 0;     // workers that did
-  bool destroy_ = false;              // workers may destroy their schedulers
+  std::size_t shutdown_done_ = 0;                             // workers that did
+  bool destroy_ = false;                                      // workers may destroy their schedulers
 
   std::mutex shutdown_mutex_;
   bool shut_down_ = false;

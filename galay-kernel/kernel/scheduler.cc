@@ -23,7 +23,9 @@ thread_local Scheduler* tls_current = nullptr;
 struct Registry {
   std::mutex mutex;
   std::array<BackendFactory, 4> factories{};
-  Registry() { register_builtin_backends([this](BackendKind k, BackendFactory f) { factories[size_t(k)] = f; }); }
+  Registry() {
+    register_builtin_backends([this](BackendKind k, BackendFactory f) { factories[size_t(k)] = f; });
+  }
 };
 Registry& registry() {
   static Registry r;
@@ -33,10 +35,14 @@ Registry& registry() {
 
 std::string_view to_string(BackendKind kind) noexcept {
   switch (kind) {
-    case BackendKind::automatic: return "auto";
-    case BackendKind::epoll: return "epoll";
-    case BackendKind::io_uring: return "io_uring";
-    case BackendKind::kqueue: return "kqueue";
+    case BackendKind::automatic:
+      return "auto";
+    case BackendKind::epoll:
+      return "epoll";
+    case BackendKind::io_uring:
+      return "io_uring";
+    case BackendKind::kqueue:
+      return "kqueue";
   }
   return "?";
 }
@@ -284,8 +290,10 @@ void Scheduler::link_root(detail::RootTask::promise_type& p) noexcept {
 }
 
 void Scheduler::unlink_root(detail::RootTask::promise_type& p) noexcept {
-  if (p.prev) p.prev->next = p.next;
-  else if (roots_ == &p) roots_ = p.next;
+  if (p.prev)
+    p.prev->next = p.next;
+  else if (roots_ == &p)
+    roots_ = p.next;
   if (p.next) p.next->prev = p.prev;
   p.prev = p.next = nullptr;
 }
@@ -332,7 +340,7 @@ std::size_t Scheduler::cancel_all_tasks() noexcept {
   std::size_t n = 0;
   for (detail::RootTask::promise_type* p = roots_; p != nullptr; ++n) {
     detail::RootTask::promise_type* next = p->next;  // read first, in case a root unlinks
-    p->scope()->cancel();  // never resumes inline (Cancellable contract)
+    p->scope()->cancel();                            // never resumes inline (Cancellable contract)
     p = next;
   }
   return n;

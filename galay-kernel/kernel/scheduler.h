@@ -45,8 +45,8 @@ class SpawnStateBase {
   /// resume freed memory. False if finish() already took it (its resume is in flight).
   bool unset_joiner() noexcept;
 
-  Scheduler* owner = nullptr;          // scheduler the task runs on
-  CancelScope* live_scope = nullptr;   // the root's scope while its frame lives (owner thread only)
+  Scheduler* owner = nullptr;         // scheduler the task runs on
+  CancelScope* live_scope = nullptr;  // the root's scope while its frame lives (owner thread only)
 
  private:
   static constexpr std::uint8_t kRunning = 0, kJoined = 1, kFinished = 2;
@@ -70,9 +70,7 @@ class RootTask {
  public:
   class promise_type {
    public:
-    RootTask get_return_object() noexcept {
-      return RootTask{std::coroutine_handle<promise_type>::from_promise(*this)};
-    }
+    RootTask get_return_object() noexcept { return RootTask{std::coroutine_handle<promise_type>::from_promise(*this)}; }
     std::suspend_always initial_suspend() const noexcept { return {}; }
     std::suspend_never final_suspend() const noexcept { return {}; }
     void return_void() noexcept {}

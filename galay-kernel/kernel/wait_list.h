@@ -15,16 +15,22 @@ class WaitList {
   void push_back(IoOp* op) noexcept {
     op->next = nullptr;
     op->prev = tail_;
-    if (tail_) tail_->next = op;
-    else head_ = op;
+    if (tail_)
+      tail_->next = op;
+    else
+      head_ = op;
     tail_ = op;
   }
 
   void remove(IoOp* op) noexcept {
-    if (op->prev) op->prev->next = op->next;
-    else head_ = op->next;
-    if (op->next) op->next->prev = op->prev;
-    else tail_ = op->prev;
+    if (op->prev)
+      op->prev->next = op->next;
+    else
+      head_ = op->next;
+    if (op->next)
+      op->next->prev = op->prev;
+    else
+      tail_ = op->prev;
     op->prev = op->next = nullptr;
   }
 

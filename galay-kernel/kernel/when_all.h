@@ -20,11 +20,13 @@ Task<std::tuple<detail::StoredResult<Ts>...>> when_all(Task<Ts>... tasks) {
   co_await detail::GroupAwaiter(group, [&] {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (detail::launch_driver(group, I, detail::drive_branch(std::move(tasks), std::get<I>(slots))), ...);
-    }(std::index_sequence_for<Ts...>{});
+    }
+    (std::index_sequence_for<Ts...>{});
   });
   co_return [&]<std::size_t... I>(std::index_sequence<I...>) {
     return std::tuple<detail::StoredResult<Ts>...>(detail::take_slot(std::get<I>(slots))...);
-  }(std::index_sequence_for<Ts...>{});
+  }
+  (std::index_sequence_for<Ts...>{});
 }
 
 /// when_all over a homogeneous list.

@@ -24,14 +24,16 @@ Task<std::variant<detail::StoredResult<Ts>...>> when_any(Task<Ts>... tasks) {
   co_await detail::GroupAwaiter(group, [&] {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (detail::launch_driver(group, I, detail::drive_branch(std::move(tasks), std::get<I>(slots))), ...);
-    }(std::index_sequence_for<Ts...>{});
+    }
+    (std::index_sequence_for<Ts...>{});
   });
   using Result = std::variant<detail::StoredResult<Ts>...>;
   std::size_t winner = group.first_done();
   Result out;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     ((I == winner ? (out.template emplace<I>(detail::take_slot(std::get<I>(slots))), 0) : 0), ...);
-  }(std::index_sequence_for<Ts...>{});
+  }
+  (std::index_sequence_for<Ts...>{});
   co_return out;
 }
 

@@ -4,7 +4,10 @@
 using namespace galay;
 int main() {
   auto s = Scheduler::create();
-  int v = (*s)->block_on([]() -> Task<int> { co_await sleep_for(std::chrono::milliseconds(1)); co_return 42; }());
+  int v = (*s)->block_on([]() -> Task<int> {
+    co_await sleep_for(std::chrono::milliseconds(1));
+    co_return 42;
+  }());
   std::printf("%s %d %s\n", GALAY_KERNEL_VERSION_STRING, v, std::string(to_string((*s)->backend_kind())).c_str());
   return v == 42 ? 0 : 1;
 }

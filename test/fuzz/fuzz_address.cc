@@ -66,7 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else
     joined = std::string(host) + ":" + std::to_string(port);
   auto b = galay::SocketAddress::parse(std::string_view(joined));
-  if (!b) fail("parse(host, port) accepts what parse(\"host:port\") rejects", host, joined + ": " + b.error().message());
-  if (!(*b == *a)) fail("the two parse overloads disagree", host, joined + " -> " + b->to_string() + " vs " + a->to_string());
+  if (!b)
+    fail("parse(host, port) accepts what parse(\"host:port\") rejects", host, joined + ": " + b.error().message());
+  if (!(*b == *a))
+    fail("the two parse overloads disagree", host, joined + " -> " + b->to_string() + " vs " + a->to_string());
   return 0;
 }

@@ -29,8 +29,8 @@ using galay::bench::Histogram;
   std::fprintf(stderr, "fuzz_framing: %s\n", what);
   std::abort();
 }
-#define CHECK(cond) \
-  do {              \
+#define CHECK(cond)           \
+  do {                        \
     if (!(cond)) fail(#cond); \
   } while (0)
 
@@ -148,9 +148,15 @@ void check_histogram(const std::uint8_t* p, std::size_t n) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   switch (data[0] % 3) {
-    case 0: check_parse(data + 1, size - 1); break;
-    case 1: check_assembler(data + 1, size - 1); break;
-    default: check_histogram(data + 1, size - 1); break;
+    case 0:
+      check_parse(data + 1, size - 1);
+      break;
+    case 1:
+      check_assembler(data + 1, size - 1);
+      break;
+    default:
+      check_histogram(data + 1, size - 1);
+      break;
   }
   return 0;
 }

@@ -80,7 +80,7 @@ struct Pair {
 struct Model {
   std::vector<std::unique_ptr<Sleeper>> sleepers;
   std::vector<std::unique_ptr<Pair>> pairs;
-  std::vector<JoinHandle<void>> handles;  // sleepers and readers, in spawn order
+  std::vector<JoinHandle<void>> handles;    // sleepers and readers, in spawn order
   std::vector<std::size_t> handle_sleeper;  // index into sleepers, or SIZE_MAX for readers
   std::vector<std::size_t> handle_pair;
 };
@@ -105,9 +105,12 @@ Task<void> reader_body(Pair& p) {
   char b[4];
   p.started = true;
   auto r = co_await p.own.recv(b, sizeof b);
-  if (!r) p.err = r.error();
-  else if (*r == 0) p.eof = true;
-  else p.got = *r;
+  if (!r)
+    p.err = r.error();
+  else if (*r == 0)
+    p.eof = true;
+  else
+    p.got = *r;
   ++p.finishes;
 }
 
@@ -157,7 +160,8 @@ Task<void> driver(const std::uint8_t* data, std::size_t size, Model& m) {
         s0.long_sleep = long0;
         s1.long_sleep = long1;
         auto r = co_await when_any(sleeper_body(s0, short_duration(a >> 2)), sleeper_body(s1, short_duration(a >> 4)));
-        if (s0.finishes != 1 || s1.finishes != 1) fail("when_any branch did not finish exactly once", s0.finishes, s1.finishes);
+        if (s0.finishes != 1 || s1.finishes != 1)
+          fail("when_any branch did not finish exactly once", s0.finishes, s1.finishes);
         const std::size_t w = r.index();
         if (long0 && w != 1) fail("when_any won by the long branch 0");
         if (long1 && w != 0) fail("when_any won by the long branch 1");
@@ -166,7 +170,8 @@ Task<void> driver(const std::uint8_t* data, std::size_t size, Model& m) {
         const Sleeper& win = w == 0 ? s0 : s1;
         if (win.outcome != Outcome::ok) fail("when_any winner did not succeed", int(win.outcome));
         const Sleeper& lose = w == 0 ? s1 : s0;
-        if (lose.outcome != Outcome::ok && lose.outcome != Outcome::canceled) fail("when_any loser odd outcome", int(lose.outcome));
+        if (lose.outcome != Outcome::ok && lose.outcome != Outcome::canceled)
+          fail("when_any loser odd outcome", int(lose.outcome));
         break;
       }
       case 5:
@@ -232,7 +237,8 @@ void check_model(const Model& m) {
     if (s.long_sleep && s.outcome != Outcome::canceled) fail("long sleeper not cancelled", long(i), int(s.outcome));
     if (!s.long_sleep) {
       if (s.outcome == Outcome::canceled && !s.cancel_requested) fail("short sleeper cancelled by nobody", long(i));
-      if (s.outcome != Outcome::ok && s.outcome != Outcome::canceled) fail("short sleeper odd outcome", long(i), int(s.outcome));
+      if (s.outcome != Outcome::ok && s.outcome != Outcome::canceled)
+        fail("short sleeper odd outcome", long(i), int(s.outcome));
     }
   }
   for (std::size_t i = 0; i < m.pairs.size(); ++i) {
@@ -240,10 +246,12 @@ void check_model(const Model& m) {
     if (p.finishes != 1) fail("reader did not finish exactly once", long(i), p.finishes);
     switch (p.first) {
       case PairEvent::own_closed_pending:
-        if (p.err != std::errc::operation_canceled) fail("close of a pending recv's socket: not operation_canceled", long(i), p.err.value());
+        if (p.err != std::errc::operation_canceled)
+          fail("close of a pending recv's socket: not operation_canceled", long(i), p.err.value());
         break;
       case PairEvent::own_closed_before_recv:
-        if (p.err != std::errc::bad_file_descriptor) fail("recv on a closed socket: not bad_file_descriptor", long(i), p.err.value());
+        if (p.err != std::errc::bad_file_descriptor)
+          fail("recv on a closed socket: not bad_file_descriptor", long(i), p.err.value());
         break;
       case PairEvent::peer_closed:
         if (!p.eof || p.err) fail("peer closed: reader did not see EOF", long(i), p.err.value());
@@ -252,7 +260,8 @@ void check_model(const Model& m) {
         if (p.got != 1 || p.err) fail("byte written: reader did not get 1 byte", long(i), p.err.value());
         break;
       case PairEvent::cancelled:
-        if (p.err != std::errc::operation_canceled) fail("cancelled reader: not operation_canceled", long(i), p.err.value());
+        if (p.err != std::errc::operation_canceled)
+          fail("cancelled reader: not operation_canceled", long(i), p.err.value());
         break;
       case PairEvent::none:
         fail("reader finished with no event", long(i));

@@ -62,15 +62,15 @@ class BackendTest : public ::testing::TestWithParam<BackendKind> {
 };
 
 // gtest's ASSERT_* returns from the function, which a coroutine can't do: these co_return.
-#define CO_ASSERT_TRUE(cond)                  \
-  do {                                        \
+#define CO_ASSERT_TRUE(cond)                        \
+  do {                                              \
     const bool galay_ok_ = static_cast<bool>(cond); \
-    EXPECT_TRUE(galay_ok_) << #cond;          \
-    if (!galay_ok_) co_return;                \
+    EXPECT_TRUE(galay_ok_) << #cond;                \
+    if (!galay_ok_) co_return;                      \
   } while (0)
 #define CO_ASSERT_FALSE(cond) CO_ASSERT_TRUE(!(cond))
 
-#define GALAY_INSTANTIATE_ALL_BACKENDS(Suite) \
+#define GALAY_INSTANTIATE_ALL_BACKENDS(Suite)                                                      \
   INSTANTIATE_TEST_SUITE_P(AllBackends, Suite, ::testing::ValuesIn(::galay::test::all_backends()), \
                            ::galay::test::backend_name)
 

@@ -54,7 +54,7 @@ class RuntimeTest : public ::testing::TestWithParam<BackendKind> {
   std::unique_ptr<Runtime> rt_;
 };
 
-#define GALAY_INSTANTIATE_RUNTIME_BACKENDS(Suite) \
+#define GALAY_INSTANTIATE_RUNTIME_BACKENDS(Suite)                                                  \
   INSTANTIATE_TEST_SUITE_P(AllBackends, Suite, ::testing::ValuesIn(::galay::test::all_backends()), \
                            ::galay::test::backend_name)
 

@@ -28,8 +28,10 @@ bool AioEngine::eligible(const IoOp& op) noexcept {
     case OpCode::read_at:
     case OpCode::write_at:
     case OpCode::readv_at:
-    case OpCode::writev_at: return true;
-    default: return false;  // fsync/fdatasync/fallocate: the pool (aio fsync is a kernel thread anyway)
+    case OpCode::writev_at:
+      return true;
+    default:
+      return false;  // fsync/fdatasync/fallocate: the pool (aio fsync is a kernel thread anyway)
   }
 }
 
@@ -79,11 +81,20 @@ void AioEngine::prepare(IoOp& op, unsigned index) noexcept {
   iocb& cb = slots_[index].cb;
   const auto off = static_cast<long long>(op.offset);
   switch (op.code) {
-    case OpCode::read_at: io_prep_pread(&cb, op.fd, op.buf, op.len, off); break;
-    case OpCode::write_at: io_prep_pwrite(&cb, op.fd, op.buf, op.len, off); break;
-    case OpCode::readv_at: io_prep_preadv(&cb, op.fd, op.iov, op.iovcnt, off); break;
-    case OpCode::writev_at: io_prep_pwritev(&cb, op.fd, op.iov, op.iovcnt, off); break;
-    default: break;  // not eligible; never reached
+    case OpCode::read_at:
+      io_prep_pread(&cb, op.fd, op.buf, op.len, off);
+      break;
+    case OpCode::write_at:
+      io_prep_pwrite(&cb, op.fd, op.buf, op.len, off);
+      break;
+    case OpCode::readv_at:
+      io_prep_preadv(&cb, op.fd, op.iov, op.iovcnt, off);
+      break;
+    case OpCode::writev_at:
+      io_prep_pwritev(&cb, op.fd, op.iov, op.iovcnt, off);
+      break;
+    default:
+      break;  // not eligible; never reached
   }
   io_set_eventfd(&cb, efd_);
   cb.data = &op;
@@ -257,9 +268,12 @@ void AioEngine::cancel_all_and_drain() noexcept {
 
 std::string AioEngine::describe() const {
   switch (state_) {
-    case State::unstarted: return "libaio for O_DIRECT: not started";
-    case State::ready: return "libaio for O_DIRECT: " + std::to_string(capacity_) + " slots";
-    case State::failed: return std::string("libaio unavailable (") + std::strerror(setup_error_) + "), O_DIRECT via pool";
+    case State::unstarted:
+      return "libaio for O_DIRECT: not started";
+    case State::ready:
+      return "libaio for O_DIRECT: " + std::to_string(capacity_) + " slots";
+    case State::failed:
+      return std::string("libaio unavailable (") + std::strerror(setup_error_) + "), O_DIRECT via pool";
   }
   return {};
 }

@@ -103,11 +103,11 @@ class AioEngine {
   int setup_error_ = 0;
   unsigned capacity_ = 0;
   std::unique_ptr<Slot[]> slots_;
-  std::vector<unsigned> free_;   // free slot indices
+  std::vector<unsigned> free_;  // free slot indices
   std::vector<iocb*> submit_buf_;
   std::vector<IoOp*> refill_buf_;
   std::size_t inflight_ = 0;
-  WaitList backlog_;              // waiting for a slot (or for the kernel after EAGAIN)
+  WaitList backlog_;  // waiting for a slot (or for the kernel after EAGAIN)
   std::size_t backlog_count_ = 0;
   bool wants_growth_ = false;
 };

@@ -51,8 +51,8 @@ class EpollBackend final : public Backend {
 
   std::string describe() const override {
     return "epoll edge-triggered, persistent registration, eventfd wakeup; files: " +
-           (aio_ ? aio_->describe() : std::string("libaio for O_DIRECT: not started")) +
-           ", buffered via a " + std::to_string(BlockingPool::shared().threads()) + "-thread pool";
+           (aio_ ? aio_->describe() : std::string("libaio for O_DIRECT: not started")) + ", buffered via a " +
+           std::to_string(BlockingPool::shared().threads()) + "-thread pool";
   }
 
   // File ops never reach the readiness core (it can't wait for regular files): O_DIRECT

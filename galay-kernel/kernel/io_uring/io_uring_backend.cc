@@ -23,12 +23,11 @@ namespace {
 
 // user_data: an IoOp's address, or one of these tags for the backend's own SQEs (compared
 // exactly, first). IoOps are at least 8-byte aligned, so small integers never collide.
-constexpr std::uint64_t kTagIgnore = 1;  // cancel requests, close-on-destroy: result unused
-constexpr std::uint64_t kTagWake = 2;    // the eventfd read that wakes the loop
+constexpr std::uint64_t kTagIgnore = 1;    // cancel requests, close-on-destroy: result unused
+constexpr std::uint64_t kTagWake = 2;      // the eventfd read that wakes the loop
 constexpr std::uint64_t kTagRingWake = 4;  // a MSG_RING wakeup from another scheduler's ring
 // A multishot recv or accept: its MultishotState's address with this low bit set.
 constexpr std::uint64_t kMultishotBit = 1;
-
 
 std::string flags_to_string(unsigned flags) {
   std::string s;
@@ -45,28 +44,43 @@ std::string flags_to_string(unsigned flags) {
 }
 
 // The opcodes the backend issues; the probe refuses kernels that lack one.
-constexpr int kRequiredOps[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,  IORING_OP_SEND,
-                                IORING_OP_READV,  IORING_OP_WRITEV,  IORING_OP_CLOSE, IORING_OP_ASYNC_CANCEL,
-                                IORING_OP_POLL_ADD, IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_FSYNC,
+constexpr int kRequiredOps[] = {IORING_OP_ACCEPT,    IORING_OP_CONNECT, IORING_OP_RECV,   IORING_OP_SEND,
+                                IORING_OP_READV,     IORING_OP_WRITEV,  IORING_OP_CLOSE,  IORING_OP_ASYNC_CANCEL,
+                                IORING_OP_POLL_ADD,  IORING_OP_READ,    IORING_OP_WRITE,  IORING_OP_FSYNC,
                                 IORING_OP_FALLOCATE, IORING_OP_SENDMSG, IORING_OP_RECVMSG};
 
 const char* op_name(int op) {
   switch (op) {
-    case IORING_OP_ACCEPT: return "ACCEPT";
-    case IORING_OP_CONNECT: return "CONNECT";
-    case IORING_OP_RECV: return "RECV";
-    case IORING_OP_SEND: return "SEND";
-    case IORING_OP_READV: return "READV";
-    case IORING_OP_WRITEV: return "WRITEV";
-    case IORING_OP_CLOSE: return "CLOSE";
-    case IORING_OP_ASYNC_CANCEL: return "ASYNC_CANCEL";
-    case IORING_OP_POLL_ADD: return "POLL_ADD";
-    case IORING_OP_READ: return "READ";
-    case IORING_OP_WRITE: return "WRITE";
-    case IORING_OP_FSYNC: return "FSYNC";
-    case IORING_OP_FALLOCATE: return "FALLOCATE";
-    case IORING_OP_SENDMSG: return "SENDMSG";
-    case IORING_OP_RECVMSG: return "RECVMSG";
+    case IORING_OP_ACCEPT:
+      return "ACCEPT";
+    case IORING_OP_CONNECT:
+      return "CONNECT";
+    case IORING_OP_RECV:
+      return "RECV";
+    case IORING_OP_SEND:
+      return "SEND";
+    case IORING_OP_READV:
+      return "READV";
+    case IORING_OP_WRITEV:
+      return "WRITEV";
+    case IORING_OP_CLOSE:
+      return "CLOSE";
+    case IORING_OP_ASYNC_CANCEL:
+      return "ASYNC_CANCEL";
+    case IORING_OP_POLL_ADD:
+      return "POLL_ADD";
+    case IORING_OP_READ:
+      return "READ";
+    case IORING_OP_WRITE:
+      return "WRITE";
+    case IORING_OP_FSYNC:
+      return "FSYNC";
+    case IORING_OP_FALLOCATE:
+      return "FALLOCATE";
+    case IORING_OP_SENDMSG:
+      return "SENDMSG";
+    case IORING_OP_RECVMSG:
+      return "RECVMSG";
   }
   return "?";
 }
@@ -130,7 +144,8 @@ class IoUringBackend final : public Backend {
         0,
     };
     const unsigned sq_entries = sched_.options().io_uring_sq_entries ? sched_.options().io_uring_sq_entries : 1024;
-    const unsigned cq_entries = sched_.options().io_uring_cq_entries ? sched_.options().io_uring_cq_entries : 8 * sq_entries;
+    const unsigned cq_entries =
+        sched_.options().io_uring_cq_entries ? sched_.options().io_uring_cq_entries : 8 * sq_entries;
     int r = -EINVAL;
     for (unsigned flags : attempts) {
       io_uring_params p{};
@@ -289,8 +304,7 @@ class IoUringBackend final : public Backend {
     // The ring of buffer descriptors must be page-aligned shared memory for the kernel.
     const std::size_t bytes = sizeof(io_uring_buf) * pool.count();
     void* mem = nullptr;
-    if (posix_memalign(&mem, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), bytes) != 0)
-      return errno_code(ENOMEM);
+    if (posix_memalign(&mem, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), bytes) != 0) return errno_code(ENOMEM);
     auto* br = static_cast<io_uring_buf_ring*>(mem);
     io_uring_buf_ring_init(br);
     io_uring_buf_reg reg{};
@@ -516,7 +530,8 @@ class IoUringBackend final : public Backend {
   }
 
   static MultishotState* multishot_of(IoOp& op) noexcept {
-    if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot) return static_cast<MultishotState*>(op.buf);
+    if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot)
+      return static_cast<MultishotState*>(op.buf);
     return nullptr;
   }
 
@@ -584,16 +599,20 @@ class IoUringBackend final : public Backend {
     if (flags & IORING_CQE_F_BUFFER) {
       auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
       st.pool->note_taken();
-      if (res > 0) st.pool->push_chunk(st, id, static_cast<std::uint32_t>(res));
-      else PooledChunk(st.pool, id, 0).reset();  // not expected, but never leak a buffer
+      if (res > 0)
+        st.pool->push_chunk(st, id, static_cast<std::uint32_t>(res));
+      else
+        PooledChunk(st.pool, id, 0).reset();  // not expected, but never leak a buffer
     }
     if (!(flags & IORING_CQE_F_MORE)) {
       st.armed = false;
       --ops_on_slot(st.fd);
       if (res == -ENOBUFS) {
         // The ring ran dry. Re-arm once a buffer comes back (or now, if one already has).
-        if (st.pool->available() > 0 && !draining_) arm_multishot(st);
-        else st.pool->add_starved(st);
+        if (st.pool->available() > 0 && !draining_)
+          arm_multishot(st);
+        else
+          st.pool->add_starved(st);
       } else if (res <= 0) {
         st.has_final = true;
         st.final_result = res;  // 0: EOF; ECANCELED (close/shutdown) or a socket error

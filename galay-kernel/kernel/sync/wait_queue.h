@@ -220,17 +220,23 @@ class Waiter : public Cancellable {
 inline void WaitList::push_back(Waiter* w) noexcept {
   w->next_ = nullptr;
   w->prev_ = tail_;
-  if (tail_) tail_->next_ = w;
-  else head_ = w;
+  if (tail_)
+    tail_->next_ = w;
+  else
+    head_ = w;
   tail_ = w;
   ++size_;
 }
 
 inline void WaitList::remove(Waiter* w) noexcept {
-  if (w->prev_) w->prev_->next_ = w->next_;
-  else head_ = w->next_;
-  if (w->next_) w->next_->prev_ = w->prev_;
-  else tail_ = w->prev_;
+  if (w->prev_)
+    w->prev_->next_ = w->next_;
+  else
+    head_ = w->next_;
+  if (w->next_)
+    w->next_->prev_ = w->prev_;
+  else
+    tail_ = w->prev_;
   w->prev_ = w->next_ = nullptr;
   --size_;
 }
@@ -243,8 +249,10 @@ inline Waiter* WaitList::pop_front() noexcept {
 
 inline void WakeBatch::add(Waiter* w) noexcept {
   w->next_ = nullptr;
-  if (tail_) tail_->next_ = w;
-  else head_ = w;
+  if (tail_)
+    tail_->next_ = w;
+  else
+    head_ = w;
   tail_ = w;
 }
 

@@ -64,9 +64,9 @@ struct Knote {
   bool enabled = true;
   bool queued = false;
   std::list<Knote*>::iterator qpos;
-  std::uint64_t scan = 0;  // last scan that visited it: each knote at most once per call
-  FdEntry* fde = nullptr;  // READ/WRITE
-  bool triggered = false;  // USER
+  std::uint64_t scan = 0;    // last scan that visited it: each knote at most once per call
+  FdEntry* fde = nullptr;    // READ/WRITE
+  bool triggered = false;    // USER
   Clock::duration period{};  // TIMER
   Clock::time_point next{};
   std::uint64_t fired = 0;
@@ -164,9 +164,12 @@ std::optional<Clock::duration> timer_period(const struct kevent& ch) {
   std::int64_t n = ch.data;
   if (n == 0 && !(ch.flags & EV_ONESHOT)) n = 1;
   std::int64_t unit_ns = 1'000'000;
-  if (ch.fflags & NOTE_SECONDS) unit_ns = 1'000'000'000;
-  else if (ch.fflags & NOTE_USECONDS) unit_ns = 1'000;
-  else if (ch.fflags & NOTE_NSECONDS) unit_ns = 1;
+  if (ch.fflags & NOTE_SECONDS)
+    unit_ns = 1'000'000'000;
+  else if (ch.fflags & NOTE_USECONDS)
+    unit_ns = 1'000;
+  else if (ch.fflags & NOTE_NSECONDS)
+    unit_ns = 1;
   constexpr std::int64_t kMaxNs = INT64_MAX / 4;  // far enough to never fire, no overflow
   std::int64_t ns = n > kMaxNs / unit_ns ? kMaxNs : n * unit_ns;
   return std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns));
@@ -181,17 +184,15 @@ int apply_change(Kq& kq, const struct kevent& ch) {
     case EVFILT_WRITE: {
       if (ch.ident > static_cast<std::uintptr_t>(INT_MAX)) return EBADF;
       int fd = static_cast<int>(ch.ident);
-      struct stat st{};
+      struct stat st {};
       bool valid = fstat(fd, &st) == 0;
       auto it = kq.fds.find(fd);
-      if (it != kq.fds.end() &&
-          (!valid || st.st_dev != it->second.dev || st.st_ino != it->second.ino)) {
+      if (it != kq.fds.end() && (!valid || st.st_dev != it->second.dev || st.st_ino != it->second.ino)) {
         drop_fd(kq, it, false);  // closed since registered: BSD already dropped its knotes
         it = kq.fds.end();
       }
       if (!valid) return EBADF;
-      if (it != kq.fds.end())
-        kn = (ch.filter == EVFILT_READ ? it->second.read : it->second.write).get();
+      if (it != kq.fds.end()) kn = (ch.filter == EVFILT_READ ? it->second.read : it->second.write).get();
       if (ch.flags & EV_DELETE) {
         if (!kn) return ENOENT;
         delete_knote(kq, kn);
@@ -238,10 +239,17 @@ int apply_change(Kq& kq, const struct kevent& ch) {
       }
       std::uint32_t ff = ch.fflags & NOTE_FFLAGSMASK;
       switch (ch.fflags & NOTE_FFCTRLMASK) {
-        case NOTE_FFAND: kn->sfflags &= ff; break;
-        case NOTE_FFOR: kn->sfflags |= ff; break;
-        case NOTE_FFCOPY: kn->sfflags = ff; break;
-        default: break;  // NOTE_FFNOP
+        case NOTE_FFAND:
+          kn->sfflags &= ff;
+          break;
+        case NOTE_FFOR:
+          kn->sfflags |= ff;
+          break;
+        case NOTE_FFCOPY:
+          kn->sfflags = ff;
+          break;
+        default:
+          break;  // NOTE_FFNOP
       }
       kn->sdata = ch.data;
       if (ch.fflags & NOTE_TRIGGER) kn->triggered = true;
@@ -304,8 +312,7 @@ std::uint32_t tcp_error_hint(int fd) {
   bool never_synced = ti.tcpi_rtt == 0;
   if (len >= offsetof(tcp_info, tcpi_segs_out))  // kernels >= 4.1/4.2 report these
     never_synced = never_synced && ti.tcpi_bytes_acked == 0 && ti.tcpi_bytes_received == 0;
-  if (len >= offsetof(tcp_info, tcpi_notsent_bytes))
-    never_synced = never_synced && ti.tcpi_segs_in <= 1;
+  if (len >= offsetof(tcp_info, tcpi_notsent_bytes)) never_synced = never_synced && ti.tcpi_segs_in <= 1;
   return never_synced ? ECONNREFUSED : ECONNRESET;
 }
 
@@ -317,8 +324,7 @@ std::intptr_t read_avail(int fd) {
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) {
     tcp_info ti{};  // on a listener tcpi_unacked is the accept-queue length
     len = sizeof ti;
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_unacked > 0)
-      return ti.tcpi_unacked;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_unacked > 0) return ti.tcpi_unacked;
   }
   return 1;  // readable, size unknown
 }
@@ -370,7 +376,7 @@ Eval evaluate(Kq& kq, Knote* kn, struct kevent& out) {
       break;
   }
   FdEntry* e = kn->fde;
-  struct stat st{};
+  struct stat st {};
   if (fstat(e->fd, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) {
     drop_fd(kq, kq.fds.find(e->fd), false);
     return Eval::gone;
@@ -454,10 +460,8 @@ void on_epoll_events(Kq& kq, const epoll_event* evs, int n) {
     auto it = kq.fds.find(static_cast<int>(evs[i].data.u64));
     if (it == kq.fds.end()) continue;
     std::uint32_t r = evs[i].events;
-    if (it->second.read && (r & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-      enqueue(kq, it->second.read.get());
-    if (it->second.write && (r & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
-      enqueue(kq, it->second.write.get());
+    if (it->second.read && (r & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) enqueue(kq, it->second.read.get());
+    if (it->second.write && (r & (EPOLLOUT | EPOLLHUP | EPOLLERR))) enqueue(kq, it->second.write.get());
   }
 }
 
@@ -497,17 +501,15 @@ extern "C" int kqueue(void) {
 
 extern "C" size_t kqueue_emu_instances(void) {
   std::lock_guard<std::mutex> g(g_mu);
-  for (auto it = g_kqs.begin(); it != g_kqs.end();)
-    it = is_ours(it->first) ? std::next(it) : g_kqs.erase(it);
+  for (auto it = g_kqs.begin(); it != g_kqs.end();) it = is_ours(it->first) ? std::next(it) : g_kqs.erase(it);
   return g_kqs.size();
 }
 
-extern "C" int kevent(int kqfd, const struct kevent* changelist, int nchanges,
-                      struct kevent* eventlist, int nevents, const struct timespec* timeout) {
+extern "C" int kevent(int kqfd, const struct kevent* changelist, int nchanges, struct kevent* eventlist, int nevents,
+                      const struct timespec* timeout) {
   if (nchanges < 0 || nevents < 0) return fail(EINVAL);
   if ((nchanges > 0 && !changelist) || (nevents > 0 && !eventlist)) return fail(EFAULT);
-  if (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L))
-    return fail(EINVAL);
+  if (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)) return fail(EINVAL);
 
   std::shared_ptr<Kq> kqp;
   {
@@ -547,8 +549,7 @@ extern "C" int kevent(int kqfd, const struct kevent* changelist, int nchanges,
 
   std::optional<Clock::time_point> deadline;
   if (timeout)
-    deadline = Clock::now() + std::chrono::seconds(timeout->tv_sec) +
-               std::chrono::nanoseconds(timeout->tv_nsec);
+    deadline = Clock::now() + std::chrono::seconds(timeout->tv_sec) + std::chrono::nanoseconds(timeout->tv_nsec);
   epoll_event evs[64];
   int wait_ms = 0;  // the first pass only drains epoll: merges edges with queued knotes
   for (;;) {

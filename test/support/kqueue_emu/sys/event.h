@@ -22,23 +22,23 @@ extern "C" {
 #endif
 
 struct kevent {
-  uintptr_t ident;  /* fd for READ/WRITE, any id for USER/TIMER */
-  int16_t filter;   /* EVFILT_* */
-  uint16_t flags;   /* EV_* */
-  uint32_t fflags;  /* filter flags (NOTE_*); socket error on EV_EOF */
-  intptr_t data;    /* filter data (bytes, expirations, timer period, errno on EV_ERROR) */
-  void *udata;      /* opaque, returned unchanged */
+  uintptr_t ident; /* fd for READ/WRITE, any id for USER/TIMER */
+  int16_t filter;  /* EVFILT_* */
+  uint16_t flags;  /* EV_* */
+  uint32_t fflags; /* filter flags (NOTE_*); socket error on EV_EOF */
+  intptr_t data;   /* filter data (bytes, expirations, timer period, errno on EV_ERROR) */
+  void* udata;     /* opaque, returned unchanged */
 };
 
-#define EV_SET(kevp, a, b, c, d, e, f)   \
-  do {                                   \
-    struct kevent *ev_set_kevp_ = (kevp); \
-    ev_set_kevp_->ident = (a);           \
-    ev_set_kevp_->filter = (b);          \
-    ev_set_kevp_->flags = (c);           \
-    ev_set_kevp_->fflags = (d);          \
-    ev_set_kevp_->data = (e);            \
-    ev_set_kevp_->udata = (f);           \
+#define EV_SET(kevp, a, b, c, d, e, f)    \
+  do {                                    \
+    struct kevent* ev_set_kevp_ = (kevp); \
+    ev_set_kevp_->ident = (a);            \
+    ev_set_kevp_->filter = (b);           \
+    ev_set_kevp_->flags = (c);            \
+    ev_set_kevp_->fflags = (d);           \
+    ev_set_kevp_->data = (e);             \
+    ev_set_kevp_->udata = (f);            \
   } while (0)
 
 /* filters */
@@ -85,8 +85,8 @@ struct kevent {
 #pragma GCC diagnostic ignored "-Wshadow"
 #endif
 int kqueue(void);
-int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
-           int nevents, const struct timespec *timeout);
+int kevent(int kq, const struct kevent* changelist, int nchanges, struct kevent* eventlist, int nevents,
+           const struct timespec* timeout);
 #if defined(__cplusplus) && defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
