@@ -676,5 +676,16 @@ TEST_P(FileTest, SchedulerDestructionWithFileOpsPending) {
 
 GALAY_INSTANTIATE_ALL_BACKENDS(FileTest);
 
+TEST(AlignedBufferTest, SpanIsClampedToTheBuffer) {
+  AlignedBuffer buf(100, 512);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(buf.data()) % 512, 0u);
+  EXPECT_EQ(buf.span(10, 20).size(), 20u);
+  EXPECT_EQ(buf.span(90, 20).size(), 10u);  // past the end: clamped
+  EXPECT_EQ(buf.span(200, 5).size(), 0u);   // offset past the end: empty, not UB
+  EXPECT_EQ(buf.span(200, 5).data(), buf.data() + 100);
+  const AlignedBuffer& cbuf = buf;
+  EXPECT_EQ(cbuf.span(95, 1000).size(), 5u);
+}
+
 }  // namespace
 }  // namespace galay::test

@@ -49,6 +49,8 @@ namespace galay {
 class Scheduler;
 class FileBatch;
 
+/// A file opened for asynchronous positioned I/O (see the file comment for how each
+/// backend runs it). Move-only; belongs to the scheduler of the thread that opened it.
 class File {
  public:
   /// Used when the device can't be asked (and the minimum reported for O_DIRECT files).
@@ -66,7 +68,9 @@ class File {
   /// Take ownership of an open fd (its O_DIRECT flag is read with fcntl(F_GETFL)).
   static Expected<File> adopt(int fd);
 
+  /// Take over another File's fd; it becomes empty.
   File(File&& o) noexcept;
+  /// Close this file (as the destructor does), then take over the other's fd.
   File& operator=(File&& o) noexcept;
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -74,7 +78,9 @@ class File {
   /// operation_canceled; ones already in the kernel finish with their real result.
   ~File();
 
+  /// True while the File owns an fd.
   bool is_open() const noexcept { return fd_ >= 0; }
+  /// The fd, or -1 when empty.
   int native_handle() const noexcept { return fd_; }
   /// True if the fd has O_DIRECT set.
   bool is_direct() const noexcept { return direct_; }
@@ -90,20 +96,24 @@ class File {
 
   /// Read up to buf.size() bytes at `offset`; fewer at end of file, 0 beyond it.
   SizeAwaitable read_at(std::span<std::byte> buf, std::uint64_t offset, Timeout timeout = {}) noexcept;
+  /// read_at() into `len` bytes at `data`.
   SizeAwaitable read_at(void* data, std::size_t len, std::uint64_t offset, Timeout timeout = {}) noexcept {
     return read_at(std::span<std::byte>(static_cast<std::byte*>(data), len), offset, timeout);
   }
   /// Write buf at `offset`; yields the bytes written (one syscall: normally all of them).
   SizeAwaitable write_at(std::span<const std::byte> buf, std::uint64_t offset, Timeout timeout = {}) noexcept;
+  /// write_at() of `len` bytes at `data`.
   SizeAwaitable write_at(const void* data, std::size_t len, std::uint64_t offset, Timeout timeout = {}) noexcept {
     return write_at(std::span<const std::byte>(static_cast<const std::byte*>(data), len), offset, timeout);
   }
   /// Scatter read / gather write at `offset`. The iovec array must outlive the co_await.
   SizeAwaitable readv_at(std::span<const iovec> iov, std::uint64_t offset, Timeout timeout = {}) noexcept;
+  /// Gather write of the buffers in `iov` at `offset`.
   SizeAwaitable writev_at(std::span<const iovec> iov, std::uint64_t offset, Timeout timeout = {}) noexcept;
 
   /// Flush data and metadata / data (and the metadata needed to read it back) to the device.
   VoidAwaitable fsync(Timeout timeout = {}) noexcept;
+  /// See fsync().
   VoidAwaitable fdatasync(Timeout timeout = {}) noexcept;
   /// fallocate(2) `mode` (0: allocate and extend; FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
   /// ...) over [offset, offset+len). EOPNOTSUPP where the system has no equivalent.
@@ -199,13 +209,20 @@ class FileBatch final : private Cancellable {
   /// O_DIRECT alignment error is recorded as that request's result now, and the request is
   /// not submitted.
   std::size_t read_at(const File& file, std::span<std::byte> buf, std::uint64_t offset);
+  /// Queue a write of `buf` at `offset` (see read_at()).
   std::size_t write_at(const File& file, std::span<const std::byte> buf, std::uint64_t offset);
+  /// Queue a scatter read at `offset`; the iovec array must outlive the submit.
   std::size_t readv_at(const File& file, std::span<const iovec> iov, std::uint64_t offset);
+  /// Queue a gather write at `offset`; the iovec array must outlive the submit.
   std::size_t writev_at(const File& file, std::span<const iovec> iov, std::uint64_t offset);
 
+  /// Requests queued (submitted or not).
   std::size_t size() const noexcept { return ops_.size(); }
+  /// Most requests the batch can hold.
   std::size_t capacity() const noexcept { return capacity_; }
+  /// True when no request is queued.
   bool empty() const noexcept { return ops_.empty(); }
+  /// True when size() == capacity().
   bool full() const noexcept { return ops_.size() == capacity_; }
 
   /// Submit every request queued since the last submit() and wait until all have finished.
@@ -244,12 +261,16 @@ class FileBatch final : private Cancellable {
 /// `co_await batch.submit()` → Expected<void>.
 class FileBatch::SubmitAwaitable {
  public:
+  /// Submit `batch`'s pending requests when awaited, with an optional time limit.
   SubmitAwaitable(FileBatch& batch, Timeout timeout) noexcept : batch_(batch), timeout_(timeout) {}
+  /// Coroutine protocol: always suspends (the submission happens in await_suspend).
   bool await_ready() const noexcept { return false; }
   template <class P>
+  /// Coroutine protocol: submits the batch; false if nothing had to wait.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     return batch_.begin(h, detail::scope_of(h.promise()), timeout_);
   }
+  /// Coroutine protocol: success if every request succeeded, else the first error.
   Expected<void> await_resume() noexcept { return batch_.finish(); }
 
  private:

@@ -52,6 +52,7 @@ struct ServerState;
 class Server {
  public:
   Server() = default;
+  /// Wrap the state created by serve_reuseport / serve_round_robin.
   explicit Server(std::shared_ptr<detail::ServerState> state) noexcept : state_(std::move(state)) {}
 
   /// The bound address (with the real port when port 0 was asked for).

@@ -21,24 +21,39 @@ class Scheduler;
 /// Ways to shut a connection down.
 enum class ShutdownHow { read = SHUT_RD, write = SHUT_WR, both = SHUT_RDWR };
 
+/// Base of every socket type: owns one non-blocking fd bound to the scheduler of the thread
+/// that created it, with the options and operations common to all sockets. Move-only; use
+/// and destroy it on that scheduler's thread. Synchronous set-up calls return Expected<void>
+/// with the errno of the failed syscall.
 class Socket {
  public:
+  /// Take over `o`'s fd; `o` becomes empty. Pending operations stay with the fd.
   Socket(Socket&& o) noexcept;
+  /// Close this socket's fd (as the destructor does), then take over `o`'s.
   Socket& operator=(Socket&& o) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
   /// Closes the fd; pending operations on it complete with operation_canceled.
   ~Socket();
 
+  /// True while the socket owns an fd.
   bool is_open() const noexcept { return fd_ >= 0; }
+  /// The fd, or -1 when empty (for setsockopt calls this class does not wrap).
   int native_handle() const noexcept { return fd_; }
 
+  /// bind(2) to `addr`.
   Expected<void> bind(const SocketAddress& addr);
+  /// SO_REUSEADDR.
   Expected<void> set_reuse_addr(bool on);
+  /// SO_REUSEPORT (one listener per thread on the same port).
   Expected<void> set_reuse_port(bool on);
+  /// SO_RCVBUF, in bytes (the kernel doubles it for bookkeeping).
   Expected<void> set_recv_buffer_size(int bytes);
+  /// SO_SNDBUF, in bytes (the kernel doubles it for bookkeeping).
   Expected<void> set_send_buffer_size(int bytes);
+  /// The address the socket is bound to (getsockname).
   Expected<SocketAddress> local_address() const;
+  /// The connected peer's address (getpeername).
   Expected<SocketAddress> peer_address() const;
   /// Shut down one or both directions (half-close with ShutdownHow::write).
   Expected<void> shutdown(ShutdownHow how);
@@ -46,6 +61,7 @@ class Socket {
   /// Wait until readable / writable (for callers that need readiness, e.g. to drive a
   /// third-party non-blocking API on the fd).
   VoidAwaitable wait_readable(Timeout timeout = {}) noexcept { return VoidAwaitable(OpCode::poll_read, fd_, timeout); }
+  /// See wait_readable().
   VoidAwaitable wait_writable(Timeout timeout = {}) noexcept { return VoidAwaitable(OpCode::poll_write, fd_, timeout); }
 
   /// Close the socket: pending operations complete with operation_canceled first, then the
@@ -54,13 +70,18 @@ class Socket {
 
  protected:
   Socket() noexcept = default;
+  /// Adopt `fd` (already non-blocking) for `sched`.
   Socket(int fd, Scheduler* sched) noexcept : fd_(fd), sched_(sched) {}
   /// socket(2) with SOCK_NONBLOCK|SOCK_CLOEXEC; fd or -errno.
   static int open_fd(int family, int type) noexcept;
+  /// setsockopt(2) with an int value.
   Expected<void> set_option(int level, int name, int value);
+  /// Close the fd through the scheduler at once (pending ops complete with operation_canceled).
   void close_now() noexcept;
 
+  /// The owned fd, or -1.
   int fd_ = -1;
+  /// The scheduler the fd belongs to.
   Scheduler* sched_ = nullptr;
 };
 

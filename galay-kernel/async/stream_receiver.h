@@ -26,9 +26,11 @@ namespace galay {
 /// `co_await rx.recv()` → Expected<PooledChunk>.
 class PooledRecvAwaitable : public IoAwaitable {
  public:
+  /// Take the next received chunk of stream `st`, waiting if none is queued.
   PooledRecvAwaitable(PooledRecvState& st, Timeout t) noexcept : IoAwaitable(OpCode::recv_pooled, st.fd, t), st_(st) {
     op_.buf = &st_;
   }
+  /// Coroutine protocol: a chunk (empty at EOF), or the error.
   Expected<PooledChunk> await_resume() noexcept {
     if (op_.result < 0) return Unexpected(op_.error());
     if (op_.result == 0) return PooledChunk();
@@ -39,8 +41,13 @@ class PooledRecvAwaitable : public IoAwaitable {
   PooledRecvState& st_;
 };
 
+/// Receives a TCP stream into a shared BufferPool: on io_uring one multishot recv on the
+/// pool's provided-buffer ring (no copy, no per-message syscall); elsewhere a readiness
+/// loop that receives into pool buffers. Chunks are handed out in order and go back to the
+/// pool when dropped. One recv() at a time.
 class StreamReceiver {
  public:
+  /// Receive `socket`'s data into `pool`; both must outlive the receiver.
   StreamReceiver(TcpSocket& socket, BufferPool& pool) noexcept;
   StreamReceiver(const StreamReceiver&) = delete;
   StreamReceiver& operator=(const StreamReceiver&) = delete;

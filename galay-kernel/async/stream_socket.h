@@ -20,8 +20,10 @@ namespace galay {
 /// `co_await sock.connect(addr)` → Expected<void>. Holds a copy of the address.
 class ConnectAwaitable : public VoidAwaitable {
  public:
+  /// Connect `fd` to the `len`-byte address at `addr` (copied), with an optional time limit.
   ConnectAwaitable(int fd, const sockaddr* addr, socklen_t len, Timeout t) noexcept;
   template <class P>
+  /// Coroutine protocol: points the op at the copied address and starts it.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     op_.addr = reinterpret_cast<sockaddr*>(&addr_);  // into this object, now that it stays put
     op_.addrlen = len_;
@@ -33,9 +35,14 @@ class ConnectAwaitable : public VoidAwaitable {
   socklen_t len_ = 0;
 };
 
+/// A connected byte stream (TCP or Unix): receive, send (some or all), scatter/gather, listen.
+/// Every I/O call is an awaitable living in the caller's frame; see the file comment for
+/// timeouts and buffer lifetime.
 class StreamSocket : public Socket {
  public:
+  /// Take over the fd of another stream socket; it becomes empty.
   StreamSocket(StreamSocket&&) noexcept = default;
+  /// Close this socket's fd, then take over the other's.
   StreamSocket& operator=(StreamSocket&&) noexcept = default;
 
   /// Start listening (after bind()).
@@ -43,33 +50,40 @@ class StreamSocket : public Socket {
 
   /// Receive up to buf.size() bytes; 0 means the peer closed its side (EOF).
   SizeAwaitable recv(std::span<std::byte> buf, Timeout timeout = {}) noexcept;
+  /// recv() into `len` bytes at `data`.
   SizeAwaitable recv(void* data, std::size_t len, Timeout timeout = {}) noexcept {
     return recv(std::span<std::byte>(static_cast<std::byte*>(data), len), timeout);
   }
 
   /// Send some of `buf`; yields how many bytes went out (possibly fewer).
   SizeAwaitable send(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
+  /// send() of `len` bytes at `data`.
   SizeAwaitable send(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
     return send(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
   }
+  /// send() of the bytes of `s`.
   SizeAwaitable send(std::string_view s, Timeout timeout = {}) noexcept { return send(s.data(), s.size(), timeout); }
 
   /// Send all of `buf`, looping over partial sends inside the backend; yields buf.size().
   /// On error the bytes already sent are not reported: the connection is unusable then.
   SizeAwaitable send_all(std::span<const std::byte> buf, Timeout timeout = {}) noexcept;
+  /// send_all() of `len` bytes at `data`.
   SizeAwaitable send_all(const void* data, std::size_t len, Timeout timeout = {}) noexcept {
     return send_all(std::span<const std::byte>(static_cast<const std::byte*>(data), len), timeout);
   }
+  /// send_all() of the bytes of `s`.
   SizeAwaitable send_all(std::string_view s, Timeout timeout = {}) noexcept {
     return send_all(s.data(), s.size(), timeout);
   }
 
   /// Scatter receive / gather send. The iovec array must outlive the co_await.
   SizeAwaitable readv(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
+  /// Gather send of the buffers in `iov` (as sendmsg, never raising SIGPIPE).
   SizeAwaitable writev(std::span<const iovec> iov, Timeout timeout = {}) noexcept;
 
  protected:
   StreamSocket() noexcept = default;
+  /// Adopt `fd` (non-blocking) for `sched`.
   StreamSocket(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
 };
 

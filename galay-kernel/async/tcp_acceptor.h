@@ -24,14 +24,20 @@ class TcpAcceptor;
 /// `co_await acceptor.accept()` → Expected<TcpSocket>.
 class MultishotAcceptAwaitable : public IoAwaitable {
  public:
+  /// Take the next connection from the acceptor's queue `st`, waiting if it is empty.
   MultishotAcceptAwaitable(AcceptQueueState& st, Timeout t) noexcept : IoAwaitable(OpCode::accept_multishot, st.fd, t) {
     op_.buf = &st;
   }
+  /// Coroutine protocol: the accepted socket, or the error (EMFILE and friends are values).
   Expected<TcpSocket> await_resume() noexcept;
 };
 
+/// Accepts connections on a listening TcpSocket with one long-lived kernel operation
+/// (io_uring multishot accept; a readiness loop elsewhere, or where multishot is refused),
+/// queueing them until accept() is called. Use on the listener's scheduler thread.
 class TcpAcceptor {
  public:
+  /// Start accepting on `listener`, which must outlive the acceptor.
   explicit TcpAcceptor(TcpSocket& listener) noexcept;
   TcpAcceptor(const TcpAcceptor&) = delete;
   TcpAcceptor& operator=(const TcpAcceptor&) = delete;

@@ -35,13 +35,16 @@ class TcpSocket;
 /// `co_await sock.accept()` → Expected<TcpSocket>.
 class AcceptAwaitable : public IoAwaitable {
  public:
+  /// Accept on listener `fd`; the new socket belongs to `sched` (or the current scheduler).
   AcceptAwaitable(int fd, Scheduler* sched, SocketAddress* peer, Timeout t) noexcept;
   template <class P>
+  /// Coroutine protocol: points the op at this object's address storage and starts it.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     op_.addr = storage_.data();  // point into this object only once it has stopped moving
     op_.addrlen = SocketAddress::capacity();
     return IoAwaitable::await_suspend(h);
   }
+  /// Coroutine protocol: the accepted socket, or the error (EMFILE, timed_out, ...).
   Expected<TcpSocket> await_resume() noexcept;
 
  private:
@@ -50,6 +53,7 @@ class AcceptAwaitable : public IoAwaitable {
   SocketAddress storage_;
 };
 
+/// A TCP socket (IPv4 or IPv6): a listener, or one end of a connection.
 class TcpSocket : public StreamSocket {
  public:
   /// An empty socket (is_open() == false); every operation on it fails with EBADF.
@@ -63,11 +67,15 @@ class TcpSocket : public StreamSocket {
   /// open + SO_REUSEADDR + bind + listen: the usual server start.
   static Expected<TcpSocket> listen_on(const SocketAddress& addr, int backlog = 4096, bool reuse_port = false);
 
+  /// Take over another socket's fd; it becomes empty.
   TcpSocket(TcpSocket&&) noexcept = default;
+  /// Close this socket's fd, then take over the other's.
   TcpSocket& operator=(TcpSocket&&) noexcept = default;
 
   // ---- set-up (synchronous) ----
+  /// TCP_NODELAY: send small segments at once (no Nagle delay).
   Expected<void> set_nodelay(bool on);
+  /// SO_KEEPALIVE.
   Expected<void> set_keepalive(bool on);
 
   // ---- awaitable I/O ----
@@ -76,6 +84,7 @@ class TcpSocket : public StreamSocket {
   AcceptAwaitable accept(SocketAddress* peer = nullptr, Timeout timeout = {}) noexcept {
     return AcceptAwaitable(fd_, sched_, peer, timeout);
   }
+  /// accept() with a time limit and no peer address.
   AcceptAwaitable accept(Timeout timeout) noexcept { return accept(nullptr, timeout); }
 
   /// Connect to `addr` (socket must come from open()).

@@ -17,20 +17,25 @@ namespace galay {
 /// One received datagram: how many bytes landed in the buffer, and whether the datagram
 /// was longer than the buffer (the rest was discarded by the kernel).
 struct Datagram {
+  /// Bytes copied into the buffer.
   std::size_t size = 0;
+  /// True if the datagram was longer than the buffer (MSG_TRUNC): the rest is lost.
   bool truncated = false;
 };
 
 /// `co_await sock.recv_from(buf, &from)` → Expected<Datagram>.
 class RecvFromAwaitable : public IoAwaitable {
  public:
+  /// Receive one datagram on `fd` into `buf`; the sender goes to `*from` if given.
   RecvFromAwaitable(int fd, std::span<std::byte> buf, SocketAddress* from, Timeout t) noexcept
       : IoAwaitable(OpCode::recvmsg, fd, t), buf_(buf), from_(from) {}
   template <class P>
+  /// Coroutine protocol: builds the msghdr inside this object and starts the op.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     prepare();
     return IoAwaitable::await_suspend(h);
   }
+  /// Coroutine protocol: the datagram's size and truncation, or the error.
   Expected<Datagram> await_resume() noexcept;
 
  private:
@@ -44,15 +49,18 @@ class RecvFromAwaitable : public IoAwaitable {
 /// `co_await sock.send_to(buf, addr)` → Expected<size_t>.
 class SendToAwaitable : public IoAwaitable {
  public:
+  /// Send `buf` as one datagram on `fd`, to `*to` if given (else to the connected peer).
   SendToAwaitable(int fd, std::span<const std::byte> buf, const SocketAddress* to, Timeout t) noexcept
       : IoAwaitable(OpCode::sendmsg, fd, t), buf_(buf) {
     if (to) to_ = *to, has_to_ = true;
   }
   template <class P>
+  /// Coroutine protocol: builds the msghdr inside this object and starts the op.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     prepare();
     return IoAwaitable::await_suspend(h);
   }
+  /// Coroutine protocol: the bytes sent, or the error.
   Expected<std::size_t> await_resume() const noexcept { return op_.size_result(); }
 
  private:
@@ -63,10 +71,15 @@ class SendToAwaitable : public IoAwaitable {
   iovec iov_{};
 };
 
+/// A UDP socket (IPv4 or IPv6): unconnected (recv_from/send_to) or connected (recv/send).
+/// Datagrams are never split or merged; truncation on receive is reported in Datagram.
 class UdpSocket : public Socket {
  public:
+  /// An empty socket; every operation on it fails with EBADF.
   UdpSocket() noexcept = default;
+  /// Take over another socket's fd; it becomes empty.
   UdpSocket(UdpSocket&&) noexcept = default;
+  /// Close this socket's fd, then take over the other's.
   UdpSocket& operator=(UdpSocket&&) noexcept = default;
 
   /// A new unbound socket of `family` on the current thread's scheduler.
@@ -82,12 +95,14 @@ class UdpSocket : public Socket {
   RecvFromAwaitable recv_from(std::span<std::byte> buf, SocketAddress* from = nullptr, Timeout t = {}) noexcept {
     return RecvFromAwaitable(fd_, buf, from, t);
   }
+  /// recv_from() without the sender's address (for connected sockets).
   RecvFromAwaitable recv(std::span<std::byte> buf, Timeout t = {}) noexcept { return recv_from(buf, nullptr, t); }
 
   /// Send one datagram to `to` (or, with send(), to the connected peer).
   SendToAwaitable send_to(std::span<const std::byte> buf, const SocketAddress& to, Timeout t = {}) noexcept {
     return SendToAwaitable(fd_, buf, &to, t);
   }
+  /// Send one datagram to the connected peer.
   SendToAwaitable send(std::span<const std::byte> buf, Timeout t = {}) noexcept {
     return SendToAwaitable(fd_, buf, nullptr, t);
   }

@@ -24,10 +24,13 @@ class UnixAddress {
  public:
   /// Error (std::errc::filename_too_long / invalid_argument) if the name doesn't fit.
   static Expected<UnixAddress> parse(std::string_view name);
+  /// True for an abstract name ("@name").
   bool is_abstract() const noexcept { return abstract_; }
   /// The name as given ("/run/x.sock" or "@name").
   const std::string& name() const noexcept { return name_; }
+  /// The sockaddr_un, for bind/connect.
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&addr_); }
+  /// Its length (significant for abstract names, which may contain NULs).
   socklen_t size() const noexcept { return len_; }
 
  private:
@@ -40,12 +43,15 @@ class UnixAddress {
 /// `co_await listener.accept()` → Expected<UnixStream>.
 class UnixAcceptAwaitable : public IoAwaitable {
  public:
+  /// Accept on the Unix listener `fd`, with an optional time limit.
   UnixAcceptAwaitable(int fd, Timeout t) noexcept : IoAwaitable(OpCode::accept, fd, t) {}
+  /// Coroutine protocol: the accepted stream, or the error.
   Expected<UnixStream> await_resume() noexcept;
 };
 
 /// Bytes received together with the descriptors that came with them.
 struct ReceivedFds {
+  /// Data bytes received.
   std::size_t bytes = 0;
   std::size_t fd_count = 0;  ///< descriptors stored in the caller's array (close-on-exec)
   bool truncated = false;    ///< more descriptors arrived than fit (the extra ones were closed)
@@ -57,14 +63,17 @@ inline constexpr std::size_t kMaxPassedFds = 16;
 /// `co_await s.send_fds(data, fds)` → Expected<size_t>.
 class SendFdsAwaitable : public IoAwaitable {
  public:
+  /// Send `data` on `fd` with the descriptors `fds` attached (copied here).
   SendFdsAwaitable(int fd, std::span<const std::byte> data, std::span<const int> fds, Timeout t) noexcept;
   /// More than kMaxPassedFds descriptors: fails with EINVAL without a syscall.
   bool await_ready() const noexcept { return too_many_; }
   template <class P>
+  /// Coroutine protocol: builds the msghdr and SCM_RIGHTS control block inside this object.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     prepare();
     return IoAwaitable::await_suspend(h);
   }
+  /// Coroutine protocol: the data bytes sent, or the error.
   Expected<std::size_t> await_resume() const noexcept {
     if (too_many_) return errno_error(EINVAL);
     return op_.size_result();
@@ -83,15 +92,18 @@ class SendFdsAwaitable : public IoAwaitable {
 /// `co_await s.recv_fds(buf, fds_out)` → Expected<ReceivedFds>.
 class RecvFdsAwaitable : public IoAwaitable {
  public:
+  /// Receive into `buf` on `fd`, storing received descriptors in `fds_out`.
   RecvFdsAwaitable(int fd, std::span<std::byte> buf, std::span<int> fds_out, Timeout t) noexcept
       : IoAwaitable(OpCode::recvmsg, fd, t), buf_(buf), out_(fds_out) {
     op_.aux = MSG_CMSG_CLOEXEC;
   }
   template <class P>
+  /// Coroutine protocol: builds the msghdr inside this object and starts the op.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     prepare();
     return IoAwaitable::await_suspend(h);
   }
+  /// Coroutine protocol: bytes and descriptors received, or the error.
   Expected<ReceivedFds> await_resume() noexcept;
 
  private:
@@ -102,13 +114,18 @@ class RecvFdsAwaitable : public IoAwaitable {
   alignas(cmsghdr) unsigned char control_[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
 };
 
+/// A Unix-domain stream socket: filesystem or abstract names, socketpair, and descriptor
+/// passing (SCM_RIGHTS). A listener created by listen_on() removes its socket file when
+/// closed.
 class UnixStream : public StreamSocket {
  public:
   UnixStream() noexcept = default;
   // Moving the StreamSocket base leaves `o.unlink_path_` untouched, so taking it next is safe.
+  /// Take over another stream's fd (and its socket file, if it is a listener).
   UnixStream(UnixStream&& o) noexcept
       : StreamSocket(std::move(o)),
         unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
+  /// Close this socket (removing its socket file if it made one), then take over the other's.
   UnixStream& operator=(UnixStream&& o) noexcept;
   /// Closes the fd; a listener also removes the socket file it created.
   ~UnixStream();
@@ -123,7 +140,9 @@ class UnixStream : public StreamSocket {
   /// Take ownership of a Unix stream fd (made non-blocking here).
   static Expected<UnixStream> adopt(int fd);
 
+  /// Accept one connection.
   UnixAcceptAwaitable accept(Timeout timeout = {}) noexcept { return UnixAcceptAwaitable(fd_, timeout); }
+  /// Connect to `addr`.
   ConnectAwaitable connect(const UnixAddress& addr, Timeout timeout = {}) noexcept {
     return ConnectAwaitable(fd_, addr.data(), addr.size(), timeout);
   }

@@ -34,18 +34,25 @@ class SocketAddress {
   /// Wrap a kernel-provided address (accept, getsockname). Returns an error for non-IP families.
   static Expected<SocketAddress> from_sockaddr(const sockaddr* sa, socklen_t len);
 
+  /// ipv4 or ipv6.
   AddressFamily family() const noexcept;
+  /// The port, in host byte order.
   std::uint16_t port() const noexcept;
   /// "1.2.3.4:80" or "[::1]:80".
   std::string to_string() const;
 
+  /// The sockaddr, for bind/connect/sendto.
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+  /// The sockaddr, for the kernel to fill in (then call set_size()).
   sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
+  /// Length of the address in data().
   socklen_t size() const noexcept { return len_; }
   /// Capacity for the kernel to fill in (accept, recvfrom).
   static constexpr socklen_t capacity() noexcept { return sizeof(sockaddr_storage); }
+  /// Set the length after the kernel filled data() in.
   void set_size(socklen_t len) noexcept { len_ = len; }
 
+  /// Same family, address and port (IPv6 scope id included).
   friend bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
 
  private:

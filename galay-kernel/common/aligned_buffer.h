@@ -12,6 +12,8 @@
 
 namespace galay {
 
+/// A heap buffer with a chosen alignment (O_DIRECT needs buffers aligned to the device's
+/// logical block size). Zero-filled at construction; move-only.
 class AlignedBuffer {
  public:
   /// Default alignment: the largest logical block size in common use (4 KiB sectors).
@@ -30,8 +32,10 @@ class AlignedBuffer {
     data_ = static_cast<std::byte*>(::operator new(size_, std::align_val_t(alignment_)));
     std::memset(data_, 0, size_);
   }
+  /// Take over another buffer's memory; it becomes empty.
   AlignedBuffer(AlignedBuffer&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), alignment_(o.alignment_) {}
+  /// Free this buffer's memory, then take over the other's.
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {
       release();
@@ -45,20 +49,34 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { release(); }
 
+  /// The first byte (nullptr when empty).
   std::byte* data() noexcept { return data_; }
+  /// The first byte (nullptr when empty).
   const std::byte* data() const noexcept { return data_; }
+  /// Size in bytes.
   std::size_t size() const noexcept { return size_; }
+  /// True for a zero-size (or moved-from) buffer.
   bool empty() const noexcept { return size_ == 0; }
+  /// The alignment of data().
   std::size_t alignment() const noexcept { return alignment_; }
+  /// Byte `i` (unchecked).
   std::byte& operator[](std::size_t i) noexcept { return data_[i]; }
+  /// Byte `i` (unchecked).
   const std::byte& operator[](std::size_t i) const noexcept { return data_[i]; }
 
   /// The whole buffer, or `count` bytes from `offset` (clamped to the buffer).
   std::span<std::byte> span() noexcept { return {data_, size_}; }
+  /// The whole buffer, read-only.
   std::span<const std::byte> span() const noexcept { return {data_, size_}; }
-  std::span<std::byte> span(std::size_t offset, std::size_t count) noexcept { return span().subspan(offset, count); }
+  /// `count` bytes from `offset`, clamped to the buffer.
+  std::span<std::byte> span(std::size_t offset, std::size_t count) noexcept {
+    offset = offset < size_ ? offset : size_;
+    return span().subspan(offset, count < size_ - offset ? count : size_ - offset);
+  }
+  /// `count` bytes from `offset`, clamped to the buffer, read-only.
   std::span<const std::byte> span(std::size_t offset, std::size_t count) const noexcept {
-    return span().subspan(offset, count);
+    offset = offset < size_ ? offset : size_;
+    return span().subspan(offset, count < size_ - offset ? count : size_ - offset);
   }
 
  private:

@@ -14,6 +14,7 @@
 namespace galay {
 template <class T>
 using Expected = std::expected<T, std::error_code>;
+/// The error arm of an Expected (std::unexpected / tl::unexpected of an error_code).
 using Unexpected = std::unexpected<std::error_code>;
 }  // namespace galay
 #else
@@ -22,6 +23,7 @@ namespace galay {
 /// The result of a fallible operation: a value, or the error_code that explains why not.
 template <class T>
 using Expected = tl::expected<T, std::error_code>;
+/// The error arm of an Expected (std::unexpected / tl::unexpected of an error_code).
 using Unexpected = tl::unexpected<std::error_code>;
 }  // namespace galay
 #endif

@@ -26,10 +26,14 @@ std::string_view to_string(BackendKind kind) noexcept;
 /// Parse the names above; nullopt for anything else.
 std::optional<BackendKind> parse_backend_kind(std::string_view name) noexcept;
 
+/// The interface every I/O backend implements (epoll, io_uring, kqueue): start, cancel and
+/// abandon operations described by an IoOp, wait for completions, wake the loop. One
+/// instance per Scheduler, used only on its thread except wake(). See docs/architecture.md.
 class Backend {
  public:
   virtual ~Backend() = default;
 
+  /// Which backend this is.
   virtual BackendKind kind() const noexcept = 0;
   /// A one-line description of how the backend was set up (flags, features).
   virtual std::string describe() const = 0;
@@ -106,9 +110,8 @@ class Scheduler;
 /// How a backend is built; registered per kind so optional backends (the kqueue emulation
 /// in tests) can plug in without the core knowing about them.
 struct BackendFactory {
-  /// Empty string if the backend can run here, otherwise the reason it cannot.
-  std::string (*probe)() = nullptr;
-  Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler) = nullptr;
+  std::string (*probe)() = nullptr;  ///< "" if the backend can run here, else the reason it cannot
+  Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler) = nullptr;  ///< a backend for `scheduler`
 };
 
 /// BackendFactory::create for a backend class with `B(Scheduler&)` and

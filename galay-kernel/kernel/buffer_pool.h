@@ -33,15 +33,21 @@ class IoOp;
 class PooledChunk {
  public:
   PooledChunk() noexcept = default;
+  /// A chunk of `len` bytes in buffer `id` of `pool` (made by receivers, not by users).
   PooledChunk(BufferPool* pool, std::uint16_t id, std::uint32_t len) noexcept : pool_(pool), id_(id), len_(len) {}
+  /// Take over another chunk's buffer; it becomes empty.
   PooledChunk(PooledChunk&& o) noexcept;
+  /// Return this chunk's buffer, then take over the other's.
   PooledChunk& operator=(PooledChunk&& o) noexcept;
   PooledChunk(const PooledChunk&) = delete;
   PooledChunk& operator=(const PooledChunk&) = delete;
   ~PooledChunk() { reset(); }
 
+  /// The received bytes (valid while the chunk lives).
   std::span<const std::byte> data() const noexcept;
+  /// Number of received bytes.
   std::size_t size() const noexcept { return len_; }
+  /// True at EOF (or for a moved-from chunk).
   bool empty() const noexcept { return len_ == 0; }
   /// Return the buffer to the pool now.
   void reset() noexcept;
@@ -55,12 +61,18 @@ class PooledChunk {
 /// Per-receiver state shared with the backend (lives in the StreamReceiver).
 struct PooledRecvState : MultishotState {
   PooledRecvState() noexcept : MultishotState(Kind::pooled_recv) {}
+  /// The pool the chunks come from.
   BufferPool* pool = nullptr;
-  std::int32_t head = -1, tail = -1;  // FIFO of received buffer ids (links in the pool)
-  bool starved = false;               // waiting for the pool to refill
+  std::int32_t head = -1;  ///< oldest received buffer id (FIFO linked through the pool)
+  std::int32_t tail = -1;  ///< newest received buffer id
+  bool starved = false;    ///< waiting for the pool to refill
+  /// Next receiver in the pool's list of those waiting for buffers.
   PooledRecvState* next_starved = nullptr;
 };
 
+/// A fixed set of equal-size receive buffers shared by StreamReceivers: on io_uring it is
+/// registered as a provided-buffer ring the kernel fills directly. Single-threaded: use it
+/// on its scheduler's thread only.
 class BufferPool {
  public:
   /// A pool of `count` buffers of `size` bytes on the current thread's scheduler.
@@ -73,28 +85,36 @@ class BufferPool {
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
+  /// Number of buffers.
   unsigned count() const noexcept { return count_; }
+  /// Size of each buffer in bytes.
   unsigned buffer_size() const noexcept { return size_; }
   /// Buffers the caller does not hold right now (free in the pool or in the kernel ring).
   unsigned available() const noexcept { return available_; }
 
   // ---- for backends ----
+  /// Buffer `id`'s memory.
   std::byte* buffer(std::uint16_t id) noexcept { return memory_.get() + std::size_t(id) * size_; }
   /// A chunk was handed out (io_uring: the kernel used a buffer; others: taken for a recv).
   void note_taken() noexcept { --available_; }
   /// Free list used by readiness backends.
   bool pop_free(std::uint16_t& id) noexcept;
+  /// Put buffer `id` back on the free list.
   void push_free(std::uint16_t id) { free_.push_back(id); }
   /// Queue links for received-but-unclaimed buffers.
   std::int32_t& next(std::uint16_t id) noexcept { return next_[id]; }
+  /// Append buffer `id` holding `len` bytes to `st`'s queue of received chunks.
   void push_chunk(PooledRecvState& st, std::uint16_t id, std::uint32_t len) noexcept;
+  /// Take the oldest queued chunk of `st`; false if none.
   bool pop_chunk(PooledRecvState& st, std::uint16_t& id, std::uint32_t& len) noexcept;
   /// Receivers waiting for buffers.
   void add_starved(PooledRecvState& st) noexcept;
+  /// Take `st` off the waiting list (it was destroyed or re-armed).
   void remove_starved(PooledRecvState& st) noexcept;
+  /// The next receiver waiting for buffers, or null.
   PooledRecvState* take_starved() noexcept;
-  void* backend_handle = nullptr;  // io_uring: the registered buf ring
-  std::uint16_t group_id = 0;      // io_uring: buffer group id
+  void* backend_handle = nullptr;  ///< io_uring: the registered buf ring
+  std::uint16_t group_id = 0;      ///< io_uring: buffer group id
 
  private:
   friend class PooledChunk;

@@ -15,6 +15,7 @@ namespace galay {
 /// and only after the kernel has let go of any buffer the operation uses.
 class Cancellable {
  public:
+  /// Ask for the pending operation to stop with `reason` (operation_canceled or timed_out).
   virtual void cancel(std::errc reason) noexcept = 0;
 
  protected:
@@ -44,6 +45,7 @@ class CancelScope {
 
   /// Called by awaitables around their suspension.
   void set_pending(Cancellable* c) noexcept { pending_ = c; }
+  /// Undo set_pending(c) (no-op if another operation is pending now).
   void clear_pending(Cancellable* c) noexcept {
     if (pending_ == c) pending_ = nullptr;
   }

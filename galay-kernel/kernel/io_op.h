@@ -27,11 +27,14 @@ class Scheduler;
 
 /// A relative deadline for one operation; default-constructed means "no timeout".
 struct Timeout {
+  /// The limit; nanoseconds::max() means none.
   std::chrono::nanoseconds value = std::chrono::nanoseconds::max();
   constexpr Timeout() noexcept = default;
   template <class Rep, class Period>
+  /// A limit of `d` (implicit, so any std::chrono duration can be passed where a Timeout is expected).
   constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
       : value(std::chrono::duration_cast<std::chrono::nanoseconds>(d)) {}
+  /// True if a limit was set.
   constexpr bool enabled() const noexcept { return value != std::chrono::nanoseconds::max(); }
 };
 
@@ -70,6 +73,7 @@ enum OpFlag : std::uint8_t {
 /// cannot wait for and hand to libaio or the blocking pool instead.
 constexpr bool is_file_op(OpCode c) noexcept { return c >= OpCode::read_at && c <= OpCode::fallocate; }
 
+/// Where an IoOp is in its life: not started, owned by a backend, or finished with `result` set.
 enum class OpState : std::uint8_t { idle, pending, done };
 
 /// Result value used when an operation was started with no scheduler on the thread.
@@ -84,6 +88,7 @@ constexpr std::int64_t galay_error_result(Error e) noexcept { return kGalayError
 /// One in-flight (or finished) I/O operation. Not movable: backends hold its address.
 class IoOp final : public Cancellable {
  public:
+  /// An operation `c` on `f`; the awaitable fills in the rest before starting it.
   IoOp(OpCode c, int f) noexcept : code(c), fd(f) {}
   /// Moving is allowed only before the op starts (awaitables are returned by value);
   /// once begin() has run, backends hold its address.
@@ -106,48 +111,65 @@ class IoOp final : public Cancellable {
     if (result <= kGalayErrorBase) return make_error_code(static_cast<Error>(kGalayErrorBase - result));
     return errno_code(static_cast<int>(-result));
   }
+  /// `result` as a byte count, or its error.
   Expected<std::size_t> size_result() const noexcept {
     if (result < 0) return Unexpected(error());
     return static_cast<std::size_t>(result);
   }
+  /// `result` as success, or its error.
   Expected<void> void_result() const noexcept {
     if (result < 0) return Unexpected(error());
     return {};
   }
 
   // ---- description (set by the awaitable) ----
+  /// What to do.
   OpCode code;
+  /// Op-specific flags (e.g. send_all's "whole buffer", MSG_* for recvmsg).
   std::uint8_t flags = 0;
+  /// Lifecycle state.
   OpState state = OpState::idle;
+  /// The descriptor operated on.
   int fd;
-  int aux = 0;  // fallocate mode
+  int aux = 0;  ///< fallocate mode
+  /// Buffer for recv/send/read/write (or the PooledRecvState for recv_pooled).
   void* buf = nullptr;
+  /// Length of `buf` in bytes.
   std::size_t len = 0;
+  /// iovec array for readv/writev; must outlive the op.
   const iovec* iov = nullptr;
+  /// Number of entries in `iov`.
   int iovcnt = 0;
-  sockaddr* addr = nullptr;  // accept: filled in; connect: read
-  socklen_t addrlen = 0;     // accept: capacity in, length out; connect: length
+  sockaddr* addr = nullptr;  ///< accept: filled in; connect: read
+  socklen_t addrlen = 0;     ///< accept: capacity in, length out; connect: length
+  /// File offset for positioned file I/O.
   std::uint64_t offset = 0;
-  msghdr msg{};  // sendmsg/recvmsg header for backends that need one in flight
+  msghdr msg{};  ///< sendmsg/recvmsg header for backends that need one in flight
 
   // ---- progress and result ----
-  std::size_t done_bytes = 0;  // op_all: bytes already transferred
-  std::int64_t result = 0;     // >= 0 value, < 0 -errno
-  std::errc cancel_reason{};   // non-zero once cancellation was requested
+  std::size_t done_bytes = 0;  ///< op_all: bytes already transferred
+  std::int64_t result = 0;     ///< >= 0 value, < 0 -errno
+  std::errc cancel_reason{};   ///< non-zero once cancellation was requested
 
   // ---- plumbing ----
+  /// The scheduler that started the op and resumes `waiter`.
   Scheduler* sched = nullptr;
+  /// The coroutine resumed on completion.
   std::coroutine_handle<> waiter;
+  /// The cancel scope the op is registered with while pending, or null.
   CancelScope* scope = nullptr;
+  /// Deadline timer, armed when the op has a Timeout.
   TimerNode timer;
-  IoOp* prev = nullptr;  // backend-owned intrusive links (epoll waiter lists)
+  IoOp* prev = nullptr;  ///< backend-owned intrusive links (epoll waiter lists)
+  /// Backend-owned intrusive link (see `prev`).
   IoOp* next = nullptr;
-  std::uint32_t backend_word = 0;  // backend-owned scratch (io_uring phase, kqueue filter, ...)
+  std::uint32_t backend_word = 0;  ///< backend-owned scratch (io_uring phase, kqueue filter, ...)
 };
 
 /// Base of every socket/file awaitable: holds the IoOp and the timeout.
 class IoAwaitable {
  public:
+  /// An awaitable for operation `code` on `fd` with an optional `timeout`.
   IoAwaitable(OpCode code, int fd, Timeout timeout = {}) noexcept : op_(code, fd), timeout_(timeout) {}
   /// Ready at once only when fail_before_submit() was called; the op then never starts.
   bool await_ready() noexcept {
@@ -157,6 +179,7 @@ class IoAwaitable {
     return true;
   }
   template <class P>
+  /// Coroutine protocol: starts the op; false when it finished at once (the coroutine continues).
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     return op_.begin(h, detail::scope_of(h.promise()), timeout_);
   }
@@ -165,24 +188,33 @@ class IoAwaitable {
   void fail_before_submit(Error e) noexcept { preset_result_ = galay_error_result(e); }
 
  protected:
+  /// The operation, inside the awaitable (so inside the coroutine frame: no allocation).
   IoOp op_;
+  /// The per-operation time limit.
   Timeout timeout_;
+  /// Non-zero: the result to report without starting the op (see fail_before_submit()).
   std::int64_t preset_result_ = 0;
 };
 
 /// Awaitable whose result is a byte count (recv, send, readv, ...).
 class SizeAwaitable : public IoAwaitable {
  public:
+  /// Same constructor as IoAwaitable.
   using IoAwaitable::IoAwaitable;
+  /// Coroutine protocol: the bytes transferred, or the error.
   Expected<std::size_t> await_resume() const noexcept { return op_.size_result(); }
+  /// The underlying operation (for awaitables that fill in extra fields).
   IoOp& op() noexcept { return op_; }
 };
 
 /// Awaitable with no value (connect, close, fsync, ...).
 class VoidAwaitable : public IoAwaitable {
  public:
+  /// Same constructor as IoAwaitable.
   using IoAwaitable::IoAwaitable;
+  /// Coroutine protocol: success, or the error.
   Expected<void> await_resume() const noexcept { return op_.void_result(); }
+  /// The underlying operation (for awaitables that fill in extra fields).
   IoOp& op() noexcept { return op_; }
 };
 

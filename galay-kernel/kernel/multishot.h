@@ -19,18 +19,18 @@ struct MultishotState {
 
   Kind kind;
   int fd = -1;
-  IoOp* waiting = nullptr;        // the await in progress, if any
-  bool armed = false;             // io_uring: a multishot SQE is in flight
-  bool has_final = false;         // an end or error to deliver after queued results
-  std::int32_t final_result = 0;  // 0: EOF, < 0: -errno
+  IoOp* waiting = nullptr;        ///< the await in progress, if any
+  bool armed = false;             ///< io_uring: a multishot SQE is in flight
+  bool has_final = false;         ///< an end or error to deliver after queued results
+  std::int32_t final_result = 0;  ///< 0: EOF, < 0: -errno
 };
 
 /// Accepted connections nobody has claimed yet (io_uring multishot accept).
 struct AcceptQueueState : MultishotState {
   AcceptQueueState() noexcept : MultishotState(Kind::accept) {}
-  std::vector<int> ready;  // FIFO from `head`
+  std::vector<int> ready;  ///< FIFO from `head`
   std::size_t head = 0;
-  bool unsupported = false;  // the kernel refused multishot accept: single-shot from then on
+  bool unsupported = false;  ///< the kernel refused multishot accept: single-shot from then on
 };
 
 }  // namespace galay

@@ -28,9 +28,9 @@ class ReadinessCore {
     WaitList readers;
     WaitList writers;
     bool registered = false;
-    bool readable = true;  // optimistic until a syscall says EAGAIN
+    bool readable = true;  ///< optimistic until a syscall says EAGAIN
     bool writable = true;
-    bool read_closed = false;  // peer sent FIN/RST: reads never block again, keep trying them
+    bool read_closed = false;  ///< peer sent FIN/RST: reads never block again, keep trying them
   };
 
   /// Registers `fd` with the backend's notifier: 0, or -errno.

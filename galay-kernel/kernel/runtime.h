@@ -248,8 +248,10 @@ Task<void> fulfil(Task<T> task, RendezvousRef<T> slot) {
 template <class Fn>
 class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail::BlockingJob {
  public:
+  /// What `fn()` returns (and `co_await` yields).
   using Result = std::invoke_result_t<Fn&>;
 
+  /// Run `fn` on `pool` when awaited.
   BlockingAwaitable(detail::BlockingThreads& pool, Fn fn) : pool_(pool), fn_(std::move(fn)) {
     run = &BlockingAwaitable::invoke;
   }
@@ -260,8 +262,10 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
     if (scope_ != nullptr) scope_->clear_pending(this);
   }
 
+  /// Coroutine protocol: always suspends (unless await_suspend runs fn inline).
   bool await_ready() const noexcept { return false; }
   template <class P>
+  /// Coroutine protocol: hands fn to the blocking threads; false if it ran inline or was refused.
   bool await_suspend(std::coroutine_handle<P> h) {
     CancelScope* scope = detail::scope_of(h.promise());
     if (scope != nullptr && scope->cancelled()) {
@@ -285,6 +289,7 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
     }
     return true;
   }
+  /// Coroutine protocol: fn's value, its exception rethrown, or std::system_error for a cancellation.
   Result await_resume() {
     if (scope_ != nullptr) {
       scope_->clear_pending(this);
@@ -342,6 +347,9 @@ struct ShutdownReport {
   std::chrono::nanoseconds elapsed{};
 };
 
+/// A multi-core runtime: N worker threads, each running its own Scheduler, with spawning
+/// onto a given, the current or the next worker, block_on for main(), spawn_blocking, and a
+/// graceful shutdown. Built with Runtime::builder(); see docs/runtime.md.
 class Runtime {
  public:
   class Builder;

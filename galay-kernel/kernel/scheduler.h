@@ -114,8 +114,11 @@ template <class T>
 class [[nodiscard]] JoinHandle {
  public:
   JoinHandle() noexcept = default;
+  /// Adopt the shared state made by Scheduler::spawn (not for users).
   explicit JoinHandle(detail::SpawnState<T>* s) noexcept : state_(s) {}
+  /// Take over another handle; it becomes empty.
   JoinHandle(JoinHandle&& o) noexcept : state_(std::exchange(o.state_, nullptr)) {}
+  /// Drop this handle (detaching its task), then take over the other's.
   JoinHandle& operator=(JoinHandle&& o) noexcept {
     if (this != &o) {
       reset();
@@ -142,6 +145,7 @@ class [[nodiscard]] JoinHandle {
   /// Cancelling the awaiting task cancels the joined task (same scheduler) and still waits.
   class Awaiter final : public Cancellable {
    public:
+    /// Await the task behind `s`.
     explicit Awaiter(detail::SpawnState<T>* s) noexcept : state_(s) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
@@ -150,8 +154,10 @@ class [[nodiscard]] JoinHandle {
     ~Awaiter() {
       if (waiting_) state_->unset_joiner();
     }
+    /// Coroutine protocol: ready once the task has finished.
     bool await_ready() const noexcept { return state_->finished(); }
     template <class P>
+    /// Coroutine protocol: registers as the joiner; false if the task finished meanwhile.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       scope_ = detail::scope_of(h.promise());
       if (!suspend(h)) return false;
@@ -162,6 +168,7 @@ class [[nodiscard]] JoinHandle {
       }
       return true;
     }
+    /// Coroutine protocol: the value, the task's exception rethrown, or task_abandoned.
     T await_resume() {
       waiting_ = false;
       if (scope_) scope_->clear_pending(this);
@@ -169,6 +176,7 @@ class [[nodiscard]] JoinHandle {
       if (!state_->has_value) throw std::system_error(make_error_code(Error::task_abandoned));
       if constexpr (!std::is_void_v<T>) return std::move(std::get<1>(state_->result));
     }
+    /// Cancellation of the awaiting task: cancels the joined task if it runs on this scheduler.
     void cancel(std::errc reason) noexcept override {
       if (state_->live_scope && state_->owner == current_scheduler()) state_->live_scope->cancel(reason);
     }
@@ -180,6 +188,7 @@ class [[nodiscard]] JoinHandle {
     CancelScope* scope_ = nullptr;
     bool waiting_ = false;  // registered as the joiner and not resumed yet
   };
+  /// Wait for the task: `co_await handle`.
   Awaiter operator co_await() const noexcept { return Awaiter{state_}; }
 
  private:
@@ -193,6 +202,7 @@ class [[nodiscard]] JoinHandle {
 /// One event loop on one thread, with a pluggable I/O backend.
 class Scheduler {
  public:
+  /// How to build a Scheduler.
   struct Options {
     /// `automatic` tries io_uring, then epoll (kqueue on Apple/BSD). GALAY_KERNEL_BACKEND
     /// (epoll|io_uring|kqueue) overrides `automatic`, never an explicit choice.
@@ -200,12 +210,14 @@ class Scheduler {
     /// io_uring: submission queue entries (a full SQ is submitted and retried, never an
     /// error) and completion queue entries (0: 8x the SQ; overflow is flushed, not lost).
     unsigned io_uring_sq_entries = 1024;
+    /// io_uring completion queue entries (0: 8x the SQ).
     unsigned io_uring_cq_entries = 0;
   };
 
   /// Build a scheduler. An explicitly requested backend that can't run is an error
   /// (Error::backend_unavailable); `automatic` falls back and says why in backend_reason().
   static Expected<std::unique_ptr<Scheduler>> create(Options options);
+  /// create() with default Options.
   static Expected<std::unique_ptr<Scheduler>> create() { return create(Options{}); }
 
   Scheduler(const Scheduler&) = delete;
@@ -219,10 +231,13 @@ class Scheduler {
   /// scheduler. The scheduler stays usable. Call on the loop's thread, not during run().
   void shutdown() noexcept;
 
+  /// The backend this scheduler runs on.
   BackendKind backend_kind() const noexcept { return backend_->kind(); }
   /// Why this backend was chosen (and why others were not).
   const std::string& backend_reason() const noexcept { return backend_reason_; }
+  /// The backend (for awaitables and diagnostics such as describe()).
   Backend& backend() noexcept { return *backend_; }
+  /// The options it was created with.
   const Options& options() const noexcept { return options_; }
 
   /// Start `task` on this scheduler. Callable from any thread.
@@ -268,6 +283,7 @@ class Scheduler {
   void schedule(std::coroutine_handle<> h) noexcept;
   /// Deliver an op's result: disarm its deadline, detach it from its scope, queue its waiter.
   void complete(IoOp& op, std::int64_t result) noexcept;
+  /// The timer heap (for awaitables that arm deadlines).
   TimerQueue& timers() noexcept { return timers_; }
   /// True while the destructor is draining: completions must not resume anything.
   bool shutting_down() const noexcept { return shutting_down_; }
@@ -276,8 +292,9 @@ class Scheduler {
   struct Stats {
     std::uint64_t loop_turns = 0;      ///< times the loop ran its ready work
     std::uint64_t polls_blocking = 0;  ///< times it went to sleep in the backend
-    std::uint64_t wakeups_sent = 0;    ///< cross-thread wakeups that cost a syscall
+    std::uint64_t wakeups_sent = 0;    ///< cross-thread wakeups sent to this loop while it slept
   };
+  /// A snapshot of the counters (wakeups_sent may be read from any thread).
   Stats stats() const noexcept {
     Stats s = stats_;
     s.wakeups_sent = wakeups_sent_.load(std::memory_order_relaxed);

@@ -15,21 +15,29 @@ namespace galay {
 
 class Scheduler;
 
+/// Awaitable of sleep_for / sleep_until: a timer in the scheduler's heap, cancellable
+/// through the task's scope.
 class SleepAwaitable final : public Cancellable {
  public:
+  /// Sleep until `deadline`.
   explicit SleepAwaitable(Clock::time_point deadline) noexcept : deadline_(deadline) {}
+  /// Move before the first co_await (the timer is armed only in await_suspend).
   SleepAwaitable(SleepAwaitable&& o) noexcept : Cancellable(o), deadline_(o.deadline_) {}
   SleepAwaitable(const SleepAwaitable&) = delete;
   SleepAwaitable& operator=(const SleepAwaitable&) = delete;
   ~SleepAwaitable();
 
+  /// Coroutine protocol: always suspends (even for a past deadline: a yield).
   bool await_ready() const noexcept { return false; }
   template <class P>
+  /// Coroutine protocol: arms the timer; false if the task is already cancelled.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     return suspend(h, detail::scope_of(h.promise()));
   }
+  /// Coroutine protocol: success at the deadline, or the cancellation error.
   Expected<void> await_resume() const noexcept;
 
+  /// Cancellation from the task's scope: disarm the timer and resume with `reason`.
   void cancel(std::errc reason) noexcept override;
 
  private:
@@ -56,10 +64,14 @@ SleepAwaitable sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
 
 /// Give other ready tasks a turn (resumes on the next loop turn).
 struct YieldAwaitable {
+  /// Coroutine protocol: always suspends.
   bool await_ready() const noexcept { return false; }
+  /// Coroutine protocol: re-queues the task behind the ones ready now.
   void await_suspend(std::coroutine_handle<> h) noexcept;
+  /// Coroutine protocol: nothing to return.
   void await_resume() const noexcept {}
 };
+/// `co_await yield()`: let the other ready tasks (and, periodically, I/O) run first.
 inline YieldAwaitable yield() noexcept { return {}; }
 
 }  // namespace galay

@@ -86,13 +86,19 @@ class TaskPromise<void> final : public TaskPromiseBase {
 template <class T>
 class [[nodiscard]] Task {
  public:
+  /// The coroutine promise (implementation detail of the coroutine machinery).
   using promise_type = detail::TaskPromise<T>;
+  /// The coroutine handle type.
   using handle_type = std::coroutine_handle<promise_type>;
+  /// What `co_await task` yields.
   using value_type = T;
 
   Task() noexcept = default;
+  /// Adopt the coroutine `h` (made by the promise; not for users).
   explicit Task(handle_type h) noexcept : h_(h) {}
+  /// Take over another Task's coroutine; it becomes empty.
   Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  /// Destroy this Task's coroutine (if not started or finished), then take over the other's.
   Task& operator=(Task&& o) noexcept {
     if (this != &o) {
       reset();
@@ -108,22 +114,29 @@ class [[nodiscard]] Task {
   bool valid() const noexcept { return static_cast<bool>(h_); }
   /// True once the coroutine has run to completion.
   bool done() const noexcept { return h_ && h_.done(); }
+  /// The coroutine handle (for schedulers and combinators).
   handle_type handle() const noexcept { return h_; }
 
   /// Awaiting starts the task and resumes the awaiter, by symmetric transfer, when it ends.
   /// The child runs in the awaiter's cancel scope.
   struct Awaiter {
+    /// The child coroutine.
     handle_type h;
+    /// Coroutine protocol: ready if there is nothing to run.
     bool await_ready() const noexcept { return !h || h.done(); }
     template <class P>
+    /// Coroutine protocol: starts the child in the parent's scope and transfers to it.
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
       h.promise().set_continuation(parent);
       if (h.promise().scope() == nullptr) h.promise().set_scope(detail::scope_of(parent.promise()));
       return h;
     }
+    /// Coroutine protocol: the child's value, or its exception rethrown.
     T await_resume() { return h.promise().take_result(); }
   };
+  /// Run the task and wait for it: `co_await task`.
   Awaiter operator co_await() const& noexcept { return Awaiter{h_}; }
+  /// Same, for a temporary: `co_await make_task()`.
   Awaiter operator co_await() const&& noexcept { return Awaiter{h_}; }
 
  private:
@@ -146,13 +159,17 @@ inline Task<void> TaskPromise<void>::get_return_object() noexcept {
 
 /// Awaitable that yields the current task's CancelScope (nullptr outside a task tree).
 struct CurrentScope {
+  /// Filled in when the awaiting coroutine suspends.
   CancelScope* scope = nullptr;
+  /// Coroutine protocol: always asks the promise (never ready).
   bool await_ready() const noexcept { return false; }
   template <class P>
+  /// Coroutine protocol: reads the scope from the awaiting promise and continues at once.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     scope = detail::scope_of(h.promise());
     return false;
   }
+  /// Coroutine protocol: the scope, or nullptr outside a task tree.
   CancelScope* await_resume() const noexcept { return scope; }
 };
 /// `CancelScope* s = co_await current_scope();`

@@ -18,10 +18,10 @@ using Clock = std::chrono::steady_clock;
 struct TimerNode {
   static constexpr std::size_t npos = ~std::size_t{0};
   Clock::time_point deadline{};
-  std::uint64_t seq = 0;          // tie-break: equal deadlines fire in arming order
-  std::size_t heap_index = npos;  // npos while not armed
+  std::uint64_t seq = 0;          ///< tie-break: equal deadlines fire in arming order
+  std::size_t heap_index = npos;  ///< npos while not armed
   void (*fire)(void* owner) = nullptr;
-  void* owner = nullptr;  // passed to fire: the awaitable that armed the node
+  void* owner = nullptr;  ///< passed to fire: the awaitable that armed the node
 
   bool armed() const noexcept { return heap_index != npos; }
 };

@@ -14,6 +14,8 @@
 namespace galay {
 
 template <class... Ts>
+/// Run `tasks` concurrently on the current scheduler and wait for all of them (see the
+/// file comment for the result and exception rules).
 Task<std::tuple<detail::StoredResult<Ts>...>> when_all(Task<Ts>... tasks) {
   detail::BranchGroup group(sizeof...(Ts));
   std::tuple<detail::BranchSlot<Ts>...> slots;

@@ -16,6 +16,10 @@
 namespace galay {
 
 template <class... Ts>
+/// Run `tasks` concurrently on the current scheduler and return as soon as one finishes:
+/// its value (at its index in the variant) or its exception. The others are cancelled
+/// through their scopes and awaited before when_any returns, so nothing they hold is in
+/// use afterwards.
 Task<std::variant<detail::StoredResult<Ts>...>> when_any(Task<Ts>... tasks) {
   static_assert(sizeof...(Ts) > 0, "when_any needs at least one task");
   detail::BranchGroup group(sizeof...(Ts));
@@ -40,7 +44,9 @@ Task<std::variant<detail::StoredResult<Ts>...>> when_any(Task<Ts>... tasks) {
 /// Result of when_any over a list: the winner's index and value.
 template <class T>
 struct AnyResult {
+  /// Position of the winner in the list.
   std::size_t index;
+  /// Its value (std::monostate for void).
   detail::StoredResult<T> value;
 };
 

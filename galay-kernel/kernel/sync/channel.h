@@ -82,6 +82,10 @@ inline std::error_code would_block_error() noexcept { return errno_code(EAGAIN);
 }  // namespace detail
 
 template <class T>
+/// A channel of T values between tasks (on one or several schedulers): bounded (`capacity`
+/// > 0), rendezvous (0) or unbounded. Values arrive in send order; send waits while the
+/// channel is full, recv while it is empty. close() wakes every waiter: recv then drains
+/// what is buffered and reports broken_pipe, send on a closed channel is broken_pipe.
 class Channel {
   static_assert(std::is_nothrow_move_constructible_v<T>, "Channel<T> moves values under a spinlock");
 
@@ -103,12 +107,15 @@ class Channel {
   /// `co_await ch.send(v)` → Expected<void>.
   class [[nodiscard]] SendAwaitable final : public detail::Waiter {
    public:
+    /// Send `value` on `ch`.
     SendAwaitable(Channel& ch, T value) noexcept : ch_(ch), value_(std::move(value)) {}
     ~SendAwaitable() {
       if (destroyed_while_suspended()) unlink_if_waiting();
     }
+    /// Coroutine protocol: always goes through await_suspend (under the channel's lock).
     bool await_ready() const noexcept { return false; }
     template <class P>
+    /// Coroutine protocol: buffers or hands over the value at once (false), else queues the task.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
       detail::WakeBatch batch;
@@ -127,6 +134,7 @@ class Channel {
       batch.wake_all();
       return false;
     }
+    /// Coroutine protocol: success once the value is delivered or buffered, or broken_pipe / cancellation.
     Expected<void> await_resume() noexcept {
       finish_wait();
       if (failed()) return make_error(error());
@@ -144,12 +152,15 @@ class Channel {
   /// `co_await ch.recv()` → Expected<T>.
   class [[nodiscard]] RecvAwaitable final : public detail::Waiter {
    public:
+    /// Receive from `ch`.
     explicit RecvAwaitable(Channel& ch) noexcept : ch_(ch) {}
     ~RecvAwaitable() {
       if (destroyed_while_suspended()) unlink_if_waiting();
     }
+    /// Coroutine protocol: always goes through await_suspend (under the channel's lock).
     bool await_ready() const noexcept { return false; }
     template <class P>
+    /// Coroutine protocol: takes a value at once (false), else queues the task.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
       detail::WakeBatch batch;
@@ -168,6 +179,7 @@ class Channel {
       batch.wake_all();
       return false;
     }
+    /// Coroutine protocol: the value, or broken_pipe once closed and empty, or the cancellation error.
     Expected<T> await_resume() noexcept {
       finish_wait();
       if (failed()) return make_error(error());
@@ -206,6 +218,7 @@ class Channel {
     batch.wake_all();
     return {};
   }
+  /// try_send() of a copy of `value`.
   Expected<void> try_send(const T& value) noexcept(std::is_nothrow_copy_constructible_v<T>) {
     T copy(value);
     return try_send(std::move(copy));
@@ -253,6 +266,7 @@ class Channel {
     detail::Guard g(lock_);
     return ring_.size();
   }
+  /// The capacity given at construction (`unbounded` for none).
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:

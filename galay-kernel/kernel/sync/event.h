@@ -11,6 +11,8 @@
 
 namespace galay::sync {
 
+/// A manual-reset event for tasks: wait() suspends until set() (immediately if already
+/// set); reset() clears it. Waiters on any scheduler are woken.
 class Event {
  public:
   /// An event, initially set if `initially_set`.
@@ -22,12 +24,15 @@ class Event {
   /// cancellation reason.
   class [[nodiscard]] WaitAwaitable final : public detail::Waiter {
    public:
+    /// Wait for `e`.
     explicit WaitAwaitable(Event& e) noexcept : e_(e) {}
     ~WaitAwaitable() {
       if (destroyed_while_suspended()) unlink_if_waiting();
     }
+    /// Coroutine protocol: always goes through await_suspend (under the event's lock).
     bool await_ready() const noexcept { return false; }
     template <class P>
+    /// Coroutine protocol: continues at once if set (false), else queues the task.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
       if (e_.set_.load(std::memory_order_acquire)) return false;
@@ -39,6 +44,7 @@ class Event {
       register_with_scope();
       return true;
     }
+    /// Coroutine protocol: success once set, or the cancellation error.
     Expected<void> await_resume() noexcept {
       finish_wait();
       if (failed()) return make_error(error());
@@ -49,6 +55,7 @@ class Event {
     Event& e_;
   };
 
+  /// Wait until the event is set.
   WaitAwaitable wait() noexcept { return WaitAwaitable(*this); }
 
   /// Set the event and wake every waiter. Any thread.

@@ -85,6 +85,7 @@ class Countdown {
 /// times (in total). Any thread may count down.
 class Latch {
  public:
+  /// A latch that opens after `expected` count-downs.
   explicit Latch(std::ptrdiff_t expected) noexcept : c_(expected) {}
   /// Decrement by `n`; at zero every waiter is woken.
   void count_down(std::ptrdiff_t n = 1) noexcept { c_.add(-n); }

@@ -25,8 +25,11 @@ class Mutex;
 class [[nodiscard]] MutexGuard {
  public:
   MutexGuard() noexcept = default;
+  /// Adopt `m`, which the caller has locked.
   explicit MutexGuard(Mutex& m) noexcept : m_(&m) {}
+  /// Take over another guard's lock; it becomes empty.
   MutexGuard(MutexGuard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+  /// Unlock what this guard holds, then take over the other's lock.
   MutexGuard& operator=(MutexGuard&& o) noexcept {
     if (this != &o) {
       unlock();
@@ -68,7 +71,10 @@ class Mutex {
     locked_ = true;
     return true;
   }
+  /// `co_await m.lock()` → Expected<void>: the lock, or operation_canceled / timed out by
+  /// the task's scope. Pair with unlock().
   inline LockAwaitable lock() noexcept;
+  /// `co_await m.scoped_lock()` → Expected<MutexGuard> that unlocks when destroyed.
   inline ScopedLockAwaitable scoped_lock() noexcept;
 
   /// Release the lock: the first waiter (if any) now owns it and is scheduled on its own
@@ -105,16 +111,20 @@ class Mutex {
   detail::WaitList waiters_;
 };
 
+/// Common part of the lock awaitables: queues the task FIFO when the mutex is held.
 class Mutex::LockWaiter : public detail::Waiter {
  public:
+  /// Wait for `m`.
   explicit LockWaiter(Mutex& m) noexcept : m_(m) {}
   ~LockWaiter() {
     // Frame destroyed while queued (scheduler teardown): leave the queue, or pass on a lock
     // that was handed to us but that we never got to use.
     if (destroyed_while_suspended() && unlink_if_waiting() == State::granted) m_.unlock();
   }
+  /// Coroutine protocol: always goes through await_suspend (under the mutex's spinlock).
   bool await_ready() const noexcept { return false; }
   template <class P>
+  /// Coroutine protocol: takes a free mutex at once (false), else queues the task.
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
     {
@@ -130,12 +140,16 @@ class Mutex::LockWaiter : public detail::Waiter {
   }
 
  protected:
+  /// The mutex waited for.
   Mutex& m_;
 };
 
+/// Awaitable of Mutex::lock().
 class Mutex::LockAwaitable final : public Mutex::LockWaiter {
  public:
+  /// Wait for the mutex.
   using LockWaiter::LockWaiter;
+  /// Coroutine protocol: success once the lock is ours, or the cancellation error.
   Expected<void> await_resume() noexcept {
     finish_wait();
     if (failed()) return make_error(error());
@@ -143,9 +157,12 @@ class Mutex::LockAwaitable final : public Mutex::LockWaiter {
   }
 };
 
+/// Awaitable of Mutex::scoped_lock().
 class Mutex::ScopedLockAwaitable final : public Mutex::LockWaiter {
  public:
+  /// Wait for the mutex.
   using LockWaiter::LockWaiter;
+  /// Coroutine protocol: a guard owning the lock, or the cancellation error.
   Expected<MutexGuard> await_resume() noexcept {
     finish_wait();
     if (failed()) return make_error(error());

@@ -12,6 +12,8 @@
 
 namespace galay::sync {
 
+/// A counting semaphore for tasks: acquire() suspends the task (never the thread) until a
+/// permit is free; waiters are served in FIFO order, across schedulers.
 class Semaphore {
  public:
   /// A semaphore with `initial` free permits.
@@ -23,13 +25,16 @@ class Semaphore {
   /// cancellation reason (no permit taken).
   class [[nodiscard]] AcquireAwaitable final : public detail::Waiter {
    public:
+    /// Wait for a permit of `s`.
     explicit AcquireAwaitable(Semaphore& s) noexcept : s_(s) {}
     ~AcquireAwaitable() {
       // Destroyed while queued (scheduler teardown): give back a permit handed to us.
       if (destroyed_while_suspended() && unlink_if_waiting() == State::granted) s_.release();
     }
+    /// Coroutine protocol: always goes through await_suspend (under the semaphore's lock).
     bool await_ready() const noexcept { return false; }
     template <class P>
+    /// Coroutine protocol: takes a free permit at once (false), else queues the task.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
       {
@@ -43,6 +48,7 @@ class Semaphore {
       register_with_scope();
       return true;
     }
+    /// Coroutine protocol: success once a permit is ours, or the cancellation error.
     Expected<void> await_resume() noexcept {
       finish_wait();
       if (failed()) return make_error(error());
@@ -60,6 +66,7 @@ class Semaphore {
     --count_;
     return true;
   }
+  /// Take one permit, waiting if none is free.
   AcquireAwaitable acquire() noexcept { return AcquireAwaitable(*this); }
 
   /// Return `n` permits: waiters first (FIFO), the rest to the pool. Any thread.
