@@ -132,7 +132,8 @@ Task<void> run_pool_ops(const std::uint8_t* p, std::size_t n) {
         *client = TcpSocket{};
         peer_closed = true;
       }
-      const auto holding = static_cast<unsigned>(std::count_if(held.begin(), held.end(), [](auto& h) { return bool(h); }));
+      const auto holding =
+          static_cast<unsigned>(std::count_if(held.begin(), held.end(), [](auto& h) { return bool(h); }));
       CHECK((*pool)->available() <= kCount);
       CHECK((*pool)->available() + holding <= kCount);
     }
