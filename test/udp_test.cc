@@ -1,5 +1,7 @@
 // UDP on every backend: echo, truncation reported, connected vs unconnected, timeouts.
+#include <array>
 #include <string>
+#include <vector>
 
 #include "support/harness.h"
 
@@ -124,6 +126,81 @@ TEST_P(UdpTest, Ipv6) {
     auto d = co_await b->recv_from(buf, &from, 5s);
     EXPECT_TRUE(d && d->size == 2);
     EXPECT_EQ(from.family(), AddressFamily::ipv6);
+  };
+  run(body());
+}
+
+TEST_P(UdpTest, BatchOf64DatagramsRoundTrips) {
+  auto body = []() -> Task<void> {
+    auto a = UdpSocket::bind_to(SocketAddress::loopback(0));
+    auto b = UdpSocket::bind_to(SocketAddress::loopback(0));
+    CO_ASSERT_TRUE(a && b);
+    const SocketAddress to = *b->local_address();
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 64; ++i) payloads.push_back("batch datagram #" + std::to_string(i) + std::string(i, 'x'));
+    std::vector<OutgoingDatagram> out;
+    for (const auto& p : payloads) out.push_back({bytes(p), &to});
+    auto sending = a->send_batch(out, 5s);
+    auto sent = co_await sending;
+    CO_ASSERT_TRUE(sent.has_value());
+    EXPECT_EQ(*sent, 64u);
+    // Receive them in batches of at most 16 (so several recvmmsg calls); order is kept.
+    std::vector<std::array<std::byte, 256>> storage(16);
+    std::vector<DatagramSlot> slots(16);
+    for (std::size_t i = 0; i < slots.size(); ++i) slots[i].buffer = storage[i];
+    std::size_t got = 0;
+    while (got < payloads.size()) {
+      auto receiving = b->recv_batch(slots, 5s);
+      auto n = co_await receiving;
+      CO_ASSERT_TRUE(n.has_value());
+      CO_ASSERT_TRUE(*n >= 1 && *n <= slots.size());
+      for (std::size_t i = 0; i < *n; ++i, ++got) {
+        EXPECT_FALSE(slots[i].truncated);
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(slots[i].buffer.data()), slots[i].size), payloads[got]);
+        EXPECT_EQ(slots[i].from, *a->local_address());
+      }
+    }
+    EXPECT_EQ(got, 64u);
+  };
+  run(body());
+}
+
+TEST_P(UdpTest, BatchReportsTruncationPerDatagramAndTimesOut) {
+  auto body = []() -> Task<void> {
+    auto a = UdpSocket::bind_to(SocketAddress::loopback(0));
+    auto b = UdpSocket::bind_to(SocketAddress::loopback(0));
+    CO_ASSERT_TRUE(a && b);
+    const SocketAddress to = *b->local_address();
+    const std::string small = "short", big(300, 'B');
+    std::vector<OutgoingDatagram> out{{bytes(small), &to}, {bytes(big), &to}, {bytes(small), &to}};
+    auto sending = a->send_batch(out);
+    CO_ASSERT_TRUE((co_await sending).has_value());
+    std::array<std::array<std::byte, 64>, 3> storage;
+    std::array<DatagramSlot, 3> slots;
+    for (std::size_t i = 0; i < slots.size(); ++i) slots[i].buffer = storage[i];
+    std::size_t got = 0;
+    while (got < 3) {
+      auto receiving = b->recv_batch(std::span(slots).subspan(got), 5s);
+      auto n = co_await receiving;
+      CO_ASSERT_TRUE(n.has_value());
+      got += *n;
+    }
+    EXPECT_FALSE(slots[0].truncated);
+    EXPECT_EQ(slots[0].size, small.size());
+    EXPECT_TRUE(slots[1].truncated);  // 300 bytes into 64: cut, and said so
+    EXPECT_EQ(slots[1].size, 64u);
+    EXPECT_FALSE(slots[2].truncated);
+    // Nothing more queued: the batch times out rather than hanging.
+    auto waiting = b->recv_batch(slots, 20ms);
+    auto none = co_await waiting;
+    CO_ASSERT_FALSE(none.has_value());
+    EXPECT_EQ(none.error(), std::errc::timed_out);
+    // A closed socket is an error value.
+    UdpSocket closed;
+    auto on_closed = closed.recv_batch(slots);
+    auto bad = co_await on_closed;
+    CO_ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error(), std::errc::bad_file_descriptor);
   };
   run(body());
 }

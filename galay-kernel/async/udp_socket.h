@@ -11,6 +11,7 @@
 #include <span>
 
 #include "galay-kernel/async/socket.h"
+#include "galay-kernel/kernel/task.h"
 
 namespace galay {
 
@@ -21,6 +22,21 @@ struct Datagram {
   std::size_t size = 0;
   /// True if the datagram was longer than the buffer (MSG_TRUNC): the rest is lost.
   bool truncated = false;
+};
+
+/// One slot of a batched receive (UdpSocket::recv_batch): the caller's buffer, and what
+/// arrived in it.
+struct DatagramSlot {
+  std::span<std::byte> buffer;  ///< where the datagram is received (the caller's memory)
+  std::size_t size = 0;         ///< bytes received into `buffer`
+  bool truncated = false;       ///< the datagram was longer than `buffer` (MSG_TRUNC)
+  SocketAddress from;           ///< the sender
+};
+
+/// One datagram of a batched send (UdpSocket::send_batch).
+struct OutgoingDatagram {
+  std::span<const std::byte> data;    ///< the payload (the caller's memory)
+  const SocketAddress* to = nullptr;  ///< destination, or null for the connected peer
 };
 
 /// `co_await sock.recv_from(buf, &from)` → Expected<Datagram>.
@@ -102,6 +118,17 @@ class UdpSocket : public Socket {
   SendToAwaitable send_to(std::span<const std::byte> buf, const SocketAddress& to, Timeout t = {}) noexcept {
     return SendToAwaitable(fd_, buf, &to, t);
   }
+  /// Receive up to slots.size() datagrams with as few syscalls as possible (recvmmsg, up
+  /// to 64 per call): waits until at least one is there, then takes everything already
+  /// queued that fits. Yields how many slots were filled (their size, truncation and
+  /// sender set), or the error (timed_out if nothing arrived within `t`). The buffers must
+  /// stay alive until the co_await returns.
+  Task<Expected<std::size_t>> recv_batch(std::span<DatagramSlot> slots, Timeout t = {});
+  /// Send every datagram of `msgs` (sendmmsg, up to 64 per call), waiting for socket
+  /// buffer space as needed. Yields msgs.size(), or the error with the datagrams before
+  /// the failing one sent (each datagram is sent whole or not at all).
+  Task<Expected<std::size_t>> send_batch(std::span<const OutgoingDatagram> msgs, Timeout t = {});
+
   /// Send one datagram to the connected peer.
   SendToAwaitable send(std::span<const std::byte> buf, Timeout t = {}) noexcept {
     return SendToAwaitable(fd_, buf, nullptr, t);
