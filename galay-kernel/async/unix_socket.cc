@@ -140,4 +140,70 @@ VoidAwaitable UnixStream::close() noexcept {
   return Socket::close();
 }
 
+// ---- UnixDatagram ----
+
+UnixSendToAwaitable::UnixSendToAwaitable(int fd, std::span<const std::byte> buf, const UnixAddress& to,
+                                         Timeout t) noexcept
+    : IoAwaitable(OpCode::sendmsg, fd, t), buf_(buf), to_len_(to.size()) {
+  std::memcpy(&to_, to.data(), static_cast<std::size_t>(to.size()));
+}
+
+void UnixSendToAwaitable::prepare() noexcept {
+  iov_ = {const_cast<std::byte*>(buf_.data()), buf_.size()};
+  op_.msg = msghdr{};
+  op_.msg.msg_name = &to_;
+  op_.msg.msg_namelen = to_len_;
+  op_.msg.msg_iov = &iov_;
+  op_.msg.msg_iovlen = 1;
+}
+
+UnixDatagram& UnixDatagram::operator=(UnixDatagram&& o) noexcept {
+  if (this != &o) {
+    remove_socket_file();
+    std::string path = std::exchange(o.unlink_path_, {});  // before the base is moved from
+    Socket::operator=(std::move(o));
+    unlink_path_ = std::move(path);
+  }
+  return *this;
+}
+
+UnixDatagram::~UnixDatagram() { remove_socket_file(); }
+
+void UnixDatagram::remove_socket_file() noexcept {
+  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  unlink_path_.clear();
+}
+
+Expected<UnixDatagram> UnixDatagram::open() {
+  int fd = open_fd(AF_UNIX, SOCK_DGRAM);
+  if (fd < 0) return errno_error(-fd);
+  return UnixDatagram(fd, Scheduler::current());
+}
+
+Expected<UnixDatagram> UnixDatagram::bind_to(const UnixAddress& addr) {
+  auto s = open();
+  if (!s) return s;
+  if (::bind(s->fd_, addr.data(), addr.size()) < 0) return errno_error(errno);
+  if (!addr.is_abstract()) s->unlink_path_ = addr.name();  // we created the file
+  return s;
+}
+
+Expected<std::pair<UnixDatagram, UnixDatagram>> UnixDatagram::pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return errno_error(errno);
+  Scheduler* s = Scheduler::current();
+  return std::pair<UnixDatagram, UnixDatagram>(UnixDatagram(fds[0], s), UnixDatagram(fds[1], s));
+}
+
+Expected<void> UnixDatagram::connect(const UnixAddress& peer) {
+  if (!is_open()) return errno_error(EBADF);
+  if (::connect(fd_, peer.data(), peer.size()) < 0) return errno_error(errno);
+  return {};
+}
+
+VoidAwaitable UnixDatagram::close() noexcept {
+  remove_socket_file();
+  return Socket::close();
+}
+
 }  // namespace galay

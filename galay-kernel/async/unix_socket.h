@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "galay-kernel/async/stream_socket.h"
+#include "galay-kernel/async/udp_socket.h"
 
 namespace galay {
 
@@ -165,6 +166,76 @@ class UnixStream : public StreamSocket {
   UnixStream(int fd, Scheduler* sched) noexcept : StreamSocket(fd, sched) {}
   void remove_socket_file() noexcept;
   std::string unlink_path_;  // set on a listener bound to a filesystem path
+};
+
+/// `co_await dgram.send_to(buf, addr)` → Expected<size_t>. Holds a copy of the address.
+class UnixSendToAwaitable : public IoAwaitable {
+ public:
+  /// Send `buf` as one datagram on `fd` to `to` (copied).
+  UnixSendToAwaitable(int fd, std::span<const std::byte> buf, const UnixAddress& to, Timeout t) noexcept;
+  /// Coroutine protocol: builds the msghdr inside this object and starts the op.
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    prepare();
+    return IoAwaitable::await_suspend(h);
+  }
+  /// Coroutine protocol: the bytes sent, or the error (ECONNREFUSED: nobody bound there).
+  Expected<std::size_t> await_resume() const noexcept { return op_.size_result(); }
+
+ private:
+  void prepare() noexcept;
+  std::span<const std::byte> buf_;
+  sockaddr_un to_{};
+  socklen_t to_len_ = 0;
+  iovec iov_{};
+};
+
+/// A Unix-domain datagram socket: filesystem or abstract names, socketpair, connected or
+/// not. Datagrams keep their boundaries and are never reordered; one longer than the
+/// receive buffer is reported as truncated. A socket bound to a filesystem path removes
+/// that file when closed.
+class UnixDatagram : public Socket {
+ public:
+  /// An empty socket; every operation on it fails with EBADF.
+  UnixDatagram() noexcept = default;
+  /// Take over another socket's fd (and its socket file).
+  UnixDatagram(UnixDatagram&& o) noexcept
+      : Socket(std::move(o)), unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
+  /// Close this socket (removing its socket file), then take over the other's.
+  UnixDatagram& operator=(UnixDatagram&& o) noexcept;
+  /// Closes the fd and removes the socket file this socket created.
+  ~UnixDatagram();
+
+  /// A new unbound socket on the current thread's scheduler (it can still send_to).
+  static Expected<UnixDatagram> open();
+  /// open + bind to `addr` (a stale file at the path is not removed: EADDRINUSE).
+  static Expected<UnixDatagram> bind_to(const UnixAddress& addr);
+  /// A connected pair (socketpair(SOCK_DGRAM)).
+  static Expected<std::pair<UnixDatagram, UnixDatagram>> pair();
+
+  /// Fix the peer for send()/recv(). Synchronous.
+  Expected<void> connect(const UnixAddress& peer);
+
+  /// Receive one datagram (size and truncation).
+  RecvFromAwaitable recv(std::span<std::byte> buf, Timeout t = {}) noexcept {
+    return RecvFromAwaitable(fd_, buf, nullptr, t);
+  }
+  /// Send one datagram to the connected peer.
+  SendToAwaitable send(std::span<const std::byte> buf, Timeout t = {}) noexcept {
+    return SendToAwaitable(fd_, buf, nullptr, t);
+  }
+  /// Send one datagram to `to`.
+  UnixSendToAwaitable send_to(std::span<const std::byte> buf, const UnixAddress& to, Timeout t = {}) noexcept {
+    return UnixSendToAwaitable(fd_, buf, to, t);
+  }
+
+  /// Close now, removing the socket file if this socket created it.
+  VoidAwaitable close() noexcept;
+
+ private:
+  UnixDatagram(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
+  void remove_socket_file() noexcept;
+  std::string unlink_path_;  // set when bound to a filesystem path
 };
 
 }  // namespace galay
