@@ -14,18 +14,6 @@ using namespace std::chrono_literals;
 
 class StreamReceiverTest : public BackendTest {};
 
-Task<std::pair<TcpSocket, TcpSocket>> tcp_pair() {
-  TcpSocket listener = loopback_listener();
-  auto c = TcpSocket::open();
-  EXPECT_TRUE(c);
-  auto [accepted, connected] =
-      co_await when_all([](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
-                        [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
-                                                              &*c, *listener.local_address()));
-  EXPECT_TRUE(connected);
-  co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
-}
-
 // Read everything until EOF, returning the bytes.
 Task<std::string> drain(StreamReceiver& rx) {
   std::string out;
@@ -42,7 +30,7 @@ TEST_P(StreamReceiverTest, ReceivesAStreamInOrderAndSeesEof) {
   auto body = []() -> Task<void> {
     auto pool = BufferPool::create(64, 512);
     CO_ASSERT_TRUE(pool);
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     std::string sent;
     for (int i = 0; i < 2000; ++i) sent += "line " + std::to_string(i) + "\n";
     StreamReceiver rx(server, **pool);
@@ -66,8 +54,8 @@ TEST_P(StreamReceiverTest, ExhaustedPoolDoesNotHangAnotherConnection) {
   auto body = []() -> Task<void> {
     auto pool = BufferPool::create(8, 64);
     CO_ASSERT_TRUE(pool);
-    auto [a_client, a_server] = co_await tcp_pair();
-    auto [b_client, b_server] = co_await tcp_pair();
+    auto [a_client, a_server] = co_await loopback_tcp_pair();
+    auto [b_client, b_server] = co_await loopback_tcp_pair();
     StreamReceiver rx_a(a_server, **pool);
     StreamReceiver rx_b(b_server, **pool);
 
@@ -114,7 +102,7 @@ TEST_P(StreamReceiverTest, TimeoutKeepsTheReceiverUsable) {
   auto body = []() -> Task<void> {
     auto pool = BufferPool::create(16, 256);
     CO_ASSERT_TRUE(pool);
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     StreamReceiver rx(server, **pool);
     auto r = co_await rx.recv(30ms);
     CO_ASSERT_FALSE(r);
@@ -132,7 +120,7 @@ TEST_P(StreamReceiverTest, PeerResetAndCloseWhileArmed) {
     auto pool = BufferPool::create(16, 256);
     CO_ASSERT_TRUE(pool);
     {
-      auto [client, server] = co_await tcp_pair();
+      auto [client, server] = co_await loopback_tcp_pair();
       StreamReceiver rx(server, **pool);
       auto waiting = spawn([](StreamReceiver* rx) -> Task<std::error_code> {
         auto c = co_await rx->recv(5s);
@@ -145,7 +133,7 @@ TEST_P(StreamReceiverTest, PeerResetAndCloseWhileArmed) {
       EXPECT_EQ(co_await waiting, std::errc::connection_reset);
     }
     {
-      auto [client, server] = co_await tcp_pair();
+      auto [client, server] = co_await loopback_tcp_pair();
       StreamReceiver rx(server, **pool);
       auto waiting = spawn([](StreamReceiver* rx) -> Task<std::error_code> {
         auto c = co_await rx->recv(5s);
@@ -166,7 +154,7 @@ TEST_P(StreamReceiverTest, SchedulerShutdownWithArmedReceivers) {
       .spawn([]() -> Task<void> {
         auto pool = BufferPool::create(32, 128);
         std::vector<std::pair<TcpSocket, TcpSocket>> pairs;
-        for (int i = 0; i < 20; ++i) pairs.push_back(co_await tcp_pair());
+        for (int i = 0; i < 20; ++i) pairs.push_back(co_await loopback_tcp_pair());
         std::vector<std::unique_ptr<StreamReceiver>> rxs;
         std::vector<JoinHandle<void>> waits;
         for (auto& p : pairs) {

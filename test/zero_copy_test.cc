@@ -44,18 +44,6 @@ struct TempFile {
   std::string path;
 };
 
-Task<std::pair<TcpSocket, TcpSocket>> tcp_pair() {
-  TcpSocket listener = loopback_listener();
-  auto c = TcpSocket::open();
-  EXPECT_TRUE(c);
-  auto [accepted, connected] =
-      co_await when_all([](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
-                        [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
-                                                              &*c, *listener.local_address()));
-  EXPECT_TRUE(connected);
-  co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
-}
-
 // Receive until EOF, checking every byte against the file pattern from `first`; returns
 // the byte count, or -1 at the first mismatch or error.
 Task<std::int64_t> receive_and_check(TcpSocket sock, std::uint64_t first) {
@@ -77,7 +65,7 @@ TEST_P(ZeroCopyTest, SendsA100MiBFileByteForByte) {
   TempFile file(kSize);
   ASSERT_GE(file.fd, 0);
   auto body = [](int fd) -> Task<void> {
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     auto reader = spawn(receive_and_check(std::move(server), 0));
     auto sent = co_await send_file(client, fd, 0, 0);  // 0: to the end of the file
     CO_ASSERT_TRUE(sent.has_value());
@@ -92,7 +80,7 @@ TEST_P(ZeroCopyTest, SendsA100MiBFileByteForByte) {
 TEST_P(ZeroCopyTest, RespectsOffsetAndCount) {
   TempFile file(1 << 20);
   auto body = [](int fd) -> Task<void> {
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     auto reader = spawn(receive_and_check(std::move(server), 12345));
     auto sent = co_await send_file(client, fd, 12345, 100000);
     CO_ASSERT_TRUE(sent.has_value());
@@ -108,7 +96,7 @@ TEST_P(ZeroCopyTest, RespectsOffsetAndCount) {
 TEST_P(ZeroCopyTest, CountPastTheEndStopsAtEndOfFile) {
   TempFile file(5000);
   auto body = [](int fd) -> Task<void> {
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     auto reader = spawn(receive_and_check(std::move(server), 1000));
     auto sent = co_await send_file(client, fd, 1000, 1 << 20);
     CO_ASSERT_TRUE(sent.has_value());
@@ -122,7 +110,7 @@ TEST_P(ZeroCopyTest, CountPastTheEndStopsAtEndOfFile) {
 TEST_P(ZeroCopyTest, PeerClosingMidTransferIsAnErrorNotAHang) {
   TempFile file(64ull << 20);
   auto body = [](int fd) -> Task<void> {
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     auto closer = spawn([](TcpSocket s) -> Task<void> {
       std::vector<std::byte> buf(64 * 1024);
       std::size_t got = 0;
@@ -145,7 +133,7 @@ TEST_P(ZeroCopyTest, PeerClosingMidTransferIsAnErrorNotAHang) {
 TEST_P(ZeroCopyTest, BadArgumentsAreErrors) {
   TempFile file(100);
   auto body = [](int fd) -> Task<void> {
-    auto [client, server] = co_await tcp_pair();
+    auto [client, server] = co_await loopback_tcp_pair();
     auto bad_file = co_await send_file(client, -1, 0, 10);
     CO_ASSERT_FALSE(bad_file.has_value());
     EXPECT_EQ(bad_file.error(), std::errc::bad_file_descriptor);

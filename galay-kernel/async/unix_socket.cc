@@ -89,21 +89,9 @@ Expected<ReceivedFds> RecvFdsAwaitable::await_resume() noexcept {
   return r;
 }
 
-UnixStream& UnixStream::operator=(UnixStream&& o) noexcept {
-  if (this != &o) {
-    remove_socket_file();
-    std::string path = std::exchange(o.unlink_path_, {});  // before the base is moved from
-    StreamSocket::operator=(std::move(o));
-    unlink_path_ = std::move(path);
-  }
-  return *this;
-}
-
-UnixStream::~UnixStream() { remove_socket_file(); }
-
-void UnixStream::remove_socket_file() noexcept {
-  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
-  unlink_path_.clear();
+void detail::SocketFile::remove() noexcept {
+  if (!path_.empty()) ::unlink(path_.c_str());
+  path_.clear();
 }
 
 Expected<UnixStream> UnixStream::open() {
@@ -116,7 +104,7 @@ Expected<UnixStream> UnixStream::listen_on(const UnixAddress& addr, int backlog)
   auto s = open();
   if (!s) return s;
   if (::bind(s->fd_, addr.data(), addr.size()) < 0) return errno_error(errno);
-  if (!addr.is_abstract()) s->unlink_path_ = addr.name();  // we created the file
+  if (!addr.is_abstract()) s->file_.own(addr.name());  // we created the file
   if (auto r = s->listen(backlog); !r) return Unexpected(r.error());
   return s;
 }
@@ -136,7 +124,7 @@ Expected<UnixStream> UnixStream::adopt(int fd) {
 }
 
 VoidAwaitable UnixStream::close() noexcept {
-  remove_socket_file();
+  file_.remove();
   return Socket::close();
 }
 
@@ -157,23 +145,6 @@ void UnixSendToAwaitable::prepare() noexcept {
   op_.msg.msg_iovlen = 1;
 }
 
-UnixDatagram& UnixDatagram::operator=(UnixDatagram&& o) noexcept {
-  if (this != &o) {
-    remove_socket_file();
-    std::string path = std::exchange(o.unlink_path_, {});  // before the base is moved from
-    Socket::operator=(std::move(o));
-    unlink_path_ = std::move(path);
-  }
-  return *this;
-}
-
-UnixDatagram::~UnixDatagram() { remove_socket_file(); }
-
-void UnixDatagram::remove_socket_file() noexcept {
-  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
-  unlink_path_.clear();
-}
-
 Expected<UnixDatagram> UnixDatagram::open() {
   int fd = open_fd(AF_UNIX, SOCK_DGRAM);
   if (fd < 0) return errno_error(-fd);
@@ -184,7 +155,7 @@ Expected<UnixDatagram> UnixDatagram::bind_to(const UnixAddress& addr) {
   auto s = open();
   if (!s) return s;
   if (::bind(s->fd_, addr.data(), addr.size()) < 0) return errno_error(errno);
-  if (!addr.is_abstract()) s->unlink_path_ = addr.name();  // we created the file
+  if (!addr.is_abstract()) s->file_.own(addr.name());  // we created the file
   return s;
 }
 
@@ -202,7 +173,7 @@ Expected<void> UnixDatagram::connect(const UnixAddress& peer) {
 }
 
 VoidAwaitable UnixDatagram::close() noexcept {
-  remove_socket_file();
+  file_.remove();
   return Socket::close();
 }
 

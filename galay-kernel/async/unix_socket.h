@@ -115,21 +115,45 @@ class RecvFdsAwaitable : public IoAwaitable {
   alignas(cmsghdr) unsigned char control_[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
 };
 
+/// @cond INTERNAL
+namespace detail {
+/// The socket file a Unix socket created by binding a filesystem path: removed when the
+/// owner is destroyed, closed or assigned over. Move-only.
+class SocketFile {
+ public:
+  SocketFile() noexcept = default;
+  SocketFile(SocketFile&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+  SocketFile& operator=(SocketFile&& o) noexcept {
+    if (this != &o) {
+      remove();
+      path_ = std::exchange(o.path_, {});
+    }
+    return *this;
+  }
+  ~SocketFile() { remove(); }
+  /// Own the file at `path` from now on.
+  void own(std::string path) { path_ = std::move(path); }
+  /// Remove the file now (if any); idempotent.
+  void remove() noexcept;
+
+ private:
+  std::string path_;
+};
+}  // namespace detail
+/// @endcond
+
 /// A Unix-domain stream socket: filesystem or abstract names, socketpair, and descriptor
 /// passing (SCM_RIGHTS). A listener created by listen_on() removes its socket file when
 /// closed.
 class UnixStream : public StreamSocket {
  public:
   UnixStream() noexcept = default;
-  // Moving the StreamSocket base leaves `o.unlink_path_` untouched, so taking it next is safe.
   /// Take over another stream's fd (and its socket file, if it is a listener).
-  UnixStream(UnixStream&& o) noexcept
-      : StreamSocket(std::move(o)),
-        unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
+  UnixStream(UnixStream&&) noexcept = default;
   /// Close this socket (removing its socket file if it made one), then take over the other's.
-  UnixStream& operator=(UnixStream&& o) noexcept;
+  UnixStream& operator=(UnixStream&&) noexcept = default;
   /// Closes the fd; a listener also removes the socket file it created.
-  ~UnixStream();
+  ~UnixStream() = default;
 
   /// A new unconnected socket on the current thread's scheduler.
   static Expected<UnixStream> open();
@@ -164,8 +188,7 @@ class UnixStream : public StreamSocket {
  private:
   friend class UnixAcceptAwaitable;
   UnixStream(int fd, Scheduler* sched) noexcept : StreamSocket(fd, sched) {}
-  void remove_socket_file() noexcept;
-  std::string unlink_path_;  // set on a listener bound to a filesystem path
+  detail::SocketFile file_;  // set on a listener bound to a filesystem path
 };
 
 /// `co_await dgram.send_to(buf, addr)` → Expected<size_t>. Holds a copy of the address.
@@ -199,12 +222,11 @@ class UnixDatagram : public Socket {
   /// An empty socket; every operation on it fails with EBADF.
   UnixDatagram() noexcept = default;
   /// Take over another socket's fd (and its socket file).
-  UnixDatagram(UnixDatagram&& o) noexcept
-      : Socket(std::move(o)), unlink_path_(std::exchange(o.unlink_path_, {})) {}  // NOLINT(bugprone-use-after-move)
+  UnixDatagram(UnixDatagram&&) noexcept = default;
   /// Close this socket (removing its socket file), then take over the other's.
-  UnixDatagram& operator=(UnixDatagram&& o) noexcept;
+  UnixDatagram& operator=(UnixDatagram&&) noexcept = default;
   /// Closes the fd and removes the socket file this socket created.
-  ~UnixDatagram();
+  ~UnixDatagram() = default;
 
   /// A new unbound socket on the current thread's scheduler (it can still send_to).
   static Expected<UnixDatagram> open();
@@ -234,8 +256,7 @@ class UnixDatagram : public Socket {
 
  private:
   UnixDatagram(int fd, Scheduler* sched) noexcept : Socket(fd, sched) {}
-  void remove_socket_file() noexcept;
-  std::string unlink_path_;  // set when bound to a filesystem path
+  detail::SocketFile file_;  // set when bound to a filesystem path
 };
 
 }  // namespace galay

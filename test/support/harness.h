@@ -83,6 +83,19 @@ inline TcpSocket loopback_listener(int backlog = 4096) {
 
 inline std::uint16_t port_of(const TcpSocket& s) { return s.local_address()->port(); }
 
+/// A connected loopback TCP pair: {client, accepted server side}.
+inline Task<std::pair<TcpSocket, TcpSocket>> loopback_tcp_pair() {
+  TcpSocket listener = loopback_listener();
+  auto c = TcpSocket::open();
+  EXPECT_TRUE(c);
+  auto [accepted, connected] =
+      co_await when_all([](TcpSocket* l) -> Task<TcpSocket> { co_return std::move(*co_await l->accept()); }(&listener),
+                        [](TcpSocket* c, SocketAddress a) -> Task<bool> { co_return bool(co_await c->connect(a)); }(
+                                                              &*c, *listener.local_address()));
+  EXPECT_TRUE(connected);
+  co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
+}
+
 /// Number of open fds of this process (for leak checks).
 inline int open_fd_count() {
   int n = 0;
