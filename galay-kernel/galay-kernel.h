@@ -28,4 +28,5 @@
 #include "galay-kernel/async/udp_socket.h"
 #include "galay-kernel/async/unix_socket.h"
 #include "galay-kernel/async/zero_copy.h"
+#include "galay-kernel/async/ipc_channel.h"
 #include "galay-kernel/kernel/buffer_pool.h"

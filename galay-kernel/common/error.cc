@@ -21,6 +21,8 @@ class GalayCategory final : public std::error_category {
         return "the task was destroyed before it finished";
       case Error::not_bound_to_scheduler:
         return "no scheduler is running on this thread";
+      case Error::channel_closed:
+        return "the sender closed the channel and every message was read";
     }
     return "unknown galay error";
   }

@@ -18,6 +18,7 @@ enum class Error {
   backend_unavailable,     ///< the requested backend cannot run here (see Scheduler::backend_reason())
   task_abandoned,          ///< a joined task was destroyed before it finished (its scheduler stopped)
   not_bound_to_scheduler,  ///< an I/O object was used without a scheduler on this thread
+  channel_closed,          ///< the sender closed the IPC channel and every message was read
 };
 
 /// The category of galay::Error.
