@@ -42,7 +42,9 @@ class IpcEndpointFiles {
   /// Number of descriptors an end is made of (memory, data event, space event, link).
   static constexpr std::size_t kCount = 4;
   IpcEndpointFiles() noexcept = default;
+  /// Take over the other's descriptors.
   IpcEndpointFiles(IpcEndpointFiles&& o) noexcept;
+  /// Close these descriptors, then take over the other's.
   IpcEndpointFiles& operator=(IpcEndpointFiles&& o) noexcept;
   IpcEndpointFiles(const IpcEndpointFiles&) = delete;
   IpcEndpointFiles& operator=(const IpcEndpointFiles&) = delete;
@@ -138,7 +140,9 @@ class IpcSender {
  public:
   /// Map the channel from `files` (taken over). Fails on a descriptor that is not a channel.
   static Expected<IpcSender> open(IpcEndpointFiles&& files) noexcept;
+  /// Take over the other's end.
   IpcSender(IpcSender&&) noexcept;
+  /// close() this end, then take over the other's.
   IpcSender& operator=(IpcSender&&) noexcept;
   /// close().
   ~IpcSender();
@@ -177,7 +181,9 @@ class IpcReceiver {
  public:
   /// Map the channel from `files` (taken over). Fails on a descriptor that is not a channel.
   static Expected<IpcReceiver> open(IpcEndpointFiles&& files, IpcReceiverOptions options = {}) noexcept;
+  /// Take over the other's end.
   IpcReceiver(IpcReceiver&&) noexcept;
+  /// close() this end, then take over the other's.
   IpcReceiver& operator=(IpcReceiver&&) noexcept;
   /// close().
   ~IpcReceiver();
