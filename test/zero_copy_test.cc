@@ -1,6 +1,9 @@
 // send_file on every backend: a 100 MiB file compared byte for byte, offset and count,
-// a peer that closes mid-transfer, bad arguments.
+// a peer that closes mid-transfer, bad arguments. send_zero_copy (SEND_ZC on io_uring):
+// large buffers intact, many partial sends, a reset peer, a timeout.
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -146,6 +149,113 @@ TEST_P(ZeroCopyTest, BadArgumentsAreErrors) {
     EXPECT_EQ(bad_socket.error(), std::errc::bad_file_descriptor);
   };
   run(body(file.fd), 10s);
+}
+
+// ---- send_zero_copy ----
+
+// The io_uring backend says whether it uses SEND_ZC, so the tests below are known to cover it.
+TEST_P(ZeroCopyTest, IoUringReportsSendZcWhereTheKernelHasIt) {
+  if (GetParam() != BackendKind::io_uring) GTEST_SKIP() << "io_uring only";
+  EXPECT_NE(sched().backend().describe().find("send-zc"), std::string::npos)
+      << "kernel 6.0+ has IORING_OP_SEND_ZC: " << sched().backend().describe();
+}
+
+TEST_P(ZeroCopyTest, SendZeroCopyDeliversLargeBuffersIntact) {
+  auto body = []() -> Task<void> {
+    auto [client, server] = co_await loopback_tcp_pair();
+    auto reader = spawn(receive_and_check(std::move(server), 0));
+    std::vector<std::byte> chunk(1 << 20);
+    constexpr std::uint64_t kChunks = 64;
+    for (std::uint64_t c = 0; c < kChunks; ++c) {
+      // The buffer is refilled right after each send: that is safe only because the send
+      // completes after the kernel released the pages.
+      for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = file_byte(c * chunk.size() + i);
+      auto sent = co_await client.send_zero_copy(chunk, 10s);
+      CO_ASSERT_TRUE(sent.has_value());
+      EXPECT_EQ(*sent, chunk.size());
+    }
+    client = TcpSocket{};
+    EXPECT_EQ(co_await reader, static_cast<std::int64_t>(kChunks << 20));
+  };
+  run(body(), 60s);
+}
+
+TEST_P(ZeroCopyTest, SendZeroCopyLoopsOverPartialSendsWithATinySendBuffer) {
+  auto body = []() -> Task<void> {
+    auto [client, server] = co_await loopback_tcp_pair();
+    int small = 64 * 1024;  // (a tiny receive window would add delayed-ACK stalls instead)
+    ::setsockopt(client.native_handle(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    auto reader = spawn(receive_and_check(std::move(server), 0));
+    std::vector<std::byte> big(8 << 20);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = file_byte(i);
+    auto sent = co_await client.send_zero_copy(big, 20s);  // one call, many partial sends
+    CO_ASSERT_TRUE(sent.has_value());
+    EXPECT_EQ(*sent, big.size());
+    client = TcpSocket{};
+    EXPECT_EQ(co_await reader, static_cast<std::int64_t>(big.size()));
+  };
+  run(body(), 60s);
+}
+
+TEST_P(ZeroCopyTest, SendZeroCopyToAResetPeerIsAnError) {
+  auto body = []() -> Task<void> {
+    auto [client, server] = co_await loopback_tcp_pair();
+    linger abort_on_close{1, 0};
+    ::setsockopt(server.native_handle(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+    server = TcpSocket{};  // RST
+    std::vector<std::byte> big(4 << 20, std::byte{1});
+    std::error_code failure;
+    for (int i = 0; i < 10 && !failure; ++i) {
+      auto sent = co_await client.send_zero_copy(big, 10s);
+      if (!sent) failure = sent.error();
+    }
+    EXPECT_TRUE(failure == std::errc::connection_reset || failure == std::errc::broken_pipe) << failure.message();
+  };
+  run(body(), 30s);
+}
+
+// A timed-out zero-copy send returns only once the kernel let go of the caller's pages.
+// Over loopback the pages handed to the kernel sit in the peer's receive queue until the
+// peer reads them, so with SEND_ZC the timeout cannot return before the (late) reader has
+// drained them; with a copying send it returns at the timeout. Either way, every byte the
+// peer reads is what the buffer held before the send returned.
+TEST_P(ZeroCopyTest, ATimedOutZeroCopySendReturnsOnlyAfterTheKernelReleasedTheBuffer) {
+  auto body = [](bool zero_copy_expected) -> Task<void> {
+    auto [client, server] = co_await loopback_tcp_pair();
+    struct ReaderState {
+      bool started = false;
+      std::uint64_t got = 0;
+      bool changed = false;
+    } state;
+    auto reader = spawn([](TcpSocket s, ReaderState& st) -> Task<void> {
+      co_await sleep_for(300ms);  // the send's 50 ms timeout fires while nobody reads
+      st.started = true;
+      std::vector<std::byte> buf(1 << 20);
+      for (;;) {
+        auto n = co_await s.recv(buf, 10s);
+        if (!n || *n == 0) break;
+        for (std::size_t i = 0; i < *n; ++i) st.changed |= buf[i] != std::byte{2};
+        st.got += *n;
+      }
+    }(std::move(server), state));
+    std::vector<std::byte> big(64 << 20, std::byte{2});
+    auto sent = co_await client.send_zero_copy(big, 50ms);
+    CO_ASSERT_FALSE(sent.has_value());
+    EXPECT_EQ(sent.error(), std::errc::timed_out);
+    if (zero_copy_expected) {
+      EXPECT_TRUE(state.started) << "returned while the kernel still referenced the buffer";
+    } else {
+      EXPECT_FALSE(state.started) << "a copying send should return at its timeout";
+    }
+    big.assign(big.size(), std::byte{3});  // ours again
+    client = TcpSocket{};
+    co_await reader;
+    EXPECT_GT(state.got, 0u);
+    EXPECT_LT(state.got, big.size());
+    EXPECT_FALSE(state.changed) << "the peer read bytes written after the send returned";
+  };
+  const bool zc = sched().backend().describe().find("send-zc") != std::string::npos;
+  run(body(zc), 30s);
 }
 
 GALAY_INSTANTIATE_ALL_BACKENDS(ZeroCopyTest);

@@ -75,6 +75,16 @@ class StreamSocket : public Socket {
   SizeAwaitable send_all(std::string_view s, Timeout timeout = {}) noexcept {
     return send_all(s.data(), s.size(), timeout);
   }
+  /// send_all() without copying `buf` into the kernel where the backend can: on io_uring
+  /// (6.0+) with SEND_ZC, the network card reads the caller's pages. It completes only once
+  /// the kernel has released them, which for TCP means the data was acknowledged by the peer:
+  /// later than send_all(). Worth it only for large buffers on a real NIC (threshold and
+  /// loopback figures in docs/benchmark.md); other backends and older kernels send normally.
+  SizeAwaitable send_zero_copy(std::span<const std::byte> buf, Timeout timeout = {}) noexcept {
+    SizeAwaitable a = send_all(buf, timeout);
+    a.op().flags |= op_zero_copy;
+    return a;
+  }
 
   /// Scatter receive / gather send. The iovec array must outlive the co_await.
   SizeAwaitable readv(std::span<const iovec> iov, Timeout timeout = {}) noexcept;

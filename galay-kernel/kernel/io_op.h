@@ -67,6 +67,9 @@ enum OpFlag : std::uint8_t {
   op_all = 1u << 0,          ///< send/write: keep going until all `len` bytes are out (done_bytes tracks progress)
   op_stream = 1u << 1,       ///< the fd is a byte stream: a short read/write means the kernel buffer is drained/full
   op_direct_file = 1u << 2,  ///< the file was opened O_DIRECT (libaio can do it asynchronously)
+  /// send: io_uring sends with SEND_ZC (the NIC reads the caller's pages) and completes the
+  /// op only after the kernel's notification that it released them; other backends send normally.
+  op_zero_copy = 1u << 3,
 };
 
 /// True for the positioned file opcodes (read_at ... fallocate), which readiness backends

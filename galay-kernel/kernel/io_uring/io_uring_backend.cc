@@ -26,6 +26,11 @@ namespace {
 constexpr std::uint64_t kTagIgnore = 1;    // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;      // the eventfd read that wakes the loop
 constexpr std::uint64_t kTagRingWake = 4;  // a MSG_RING wakeup from another scheduler's ring
+
+// A SEND_ZC op's IoOp::backend_word: notifications still due (low bits), and whether the
+// send itself has finished (its result then waits in IoOp::aux for the last notification).
+constexpr std::uint32_t kZcSendFinished = 1u << 31;
+constexpr std::uint32_t kZcNotifsDue = kZcSendFinished - 1;
 // A multishot recv or accept: its MultishotState's address with this low bit set.
 constexpr std::uint64_t kMultishotBit = 1;
 
@@ -169,6 +174,7 @@ class IoUringBackend final : public Backend {
     arm_wake();
     if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
       msg_ring_ok_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;  // 5.18+
+      send_zc_ok_ = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0;    // 6.0+
       io_uring_free_probe(probe);
     }
     return {};
@@ -181,6 +187,7 @@ class IoUringBackend final : public Backend {
     s += " sq=" + std::to_string(ring_.sq.ring_entries) + " cq=" + std::to_string(ring_.cq.ring_entries);
     s += (features_ & IORING_FEAT_NODROP) ? " nodrop" : " no-nodrop";
     if (registered_ring_fd_) s += " registered-ring-fd";
+    if (send_zc_ok_) s += " send-zc";
     return s;
   }
 
@@ -205,6 +212,7 @@ class IoUringBackend final : public Backend {
       io_uring_sqe_set_data64(c, kTagIgnore);
       c->flags |= IOSQE_IO_HARDLINK;
     }
+    op.backend_word = 0;
     prepare(op, get_sqe());
     ++pending_;
     if (op.code != OpCode::close) ++ops_on_slot(op.fd);
@@ -400,8 +408,12 @@ class IoUringBackend final : public Backend {
         io_uring_prep_recv(sqe, op.fd, op.buf, op.len, 0);
         break;
       case OpCode::send:
-        io_uring_prep_send(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, op.len - op.done_bytes,
-                           MSG_NOSIGNAL);
+        if (is_zero_copy(op))
+          io_uring_prep_send_zc(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, op.len - op.done_bytes,
+                                MSG_NOSIGNAL, 0);
+        else
+          io_uring_prep_send(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, op.len - op.done_bytes,
+                             MSG_NOSIGNAL);
         break;
       case OpCode::readv:
         io_uring_prep_readv(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), ~0ull);
@@ -458,6 +470,10 @@ class IoUringBackend final : public Backend {
   }
 
   static msghdr& op_msg(IoOp& op) noexcept { return op.msg; }  // lives as long as the op
+
+  bool is_zero_copy(const IoOp& op) const noexcept {
+    return op.code == OpCode::send && (op.flags & op_zero_copy) && send_zc_ok_;
+  }
 
   // Submit what is queued, optionally wait for one completion, then harvest a batch.
   void reap(bool wait, __kernel_timespec* ts) noexcept {
@@ -648,6 +664,18 @@ class IoUringBackend final : public Backend {
       return;
     }
     IoOp& op = *reinterpret_cast<IoOp*>(user_data);
+    const bool zero_copy = is_zero_copy(op);
+    if (zero_copy) {
+      // SEND_ZC posts two CQEs per submission: the send's result (with F_MORE when a
+      // notification follows) and, once the kernel let go of the pages, the notification.
+      // The caller's buffer is free only after the last notification of every partial send.
+      if (flags & IORING_CQE_F_NOTIF) {
+        --op.backend_word;
+        if (op.backend_word == kZcSendFinished) finish(op, op.aux);
+        return;
+      }
+      if (flags & IORING_CQE_F_MORE) ++op.backend_word;
+    }
     if (op.code == OpCode::send && (op.flags & op_all) && res > 0) {
       op.done_bytes += static_cast<std::size_t>(res);
       if (op.done_bytes < op.len && op.cancel_reason == std::errc{} && !draining_) {
@@ -658,6 +686,15 @@ class IoUringBackend final : public Backend {
     } else if (op.code == OpCode::poll_read || op.code == OpCode::poll_write) {
       if (res > 0) res = (res & POLLNVAL) ? -EBADF : 0;
     }
+    if (zero_copy && (op.backend_word & kZcNotifsDue) != 0) {
+      op.aux = res;  // the send is over; the buffer is still the kernel's
+      op.backend_word |= kZcSendFinished;
+      return;
+    }
+    finish(op, res);
+  }
+
+  void finish(IoOp& op, std::int32_t res) noexcept {
     --pending_;
     if (op.code != OpCode::close) --ops_on_slot(op.fd);
     sched_.complete(op, res);
@@ -682,6 +719,7 @@ class IoUringBackend final : public Backend {
   std::uint64_t wake_value_ = 0;
   bool wake_armed_ = false;
   bool msg_ring_ok_ = false;  // IORING_OP_MSG_RING works: cross-ring wakeups need no eventfd
+  bool send_zc_ok_ = false;   // IORING_OP_SEND_ZC works (op_zero_copy sends use it)
   bool draining_ = false;
   std::size_t pending_ = 0;
   std::vector<std::uint32_t> fd_ops_;
