@@ -1,6 +1,7 @@
 // send_file on every backend: a 100 MiB file compared byte for byte, offset and count,
 // a peer that closes mid-transfer, bad arguments. send_zero_copy (SEND_ZC on io_uring):
-// large buffers intact, many partial sends, a reset peer, a timeout.
+// large buffers intact, many partial sends, a reset peer, a timeout. splice_stream and
+// splice_to_file: a 64 MiB proxy, exact counts, socket to file, errors.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -256,6 +257,110 @@ TEST_P(ZeroCopyTest, ATimedOutZeroCopySendReturnsOnlyAfterTheKernelReleasedTheBu
   };
   const bool zc = sched().backend().describe().find("send-zc") != std::string::npos;
   run(body(zc), 30s);
+}
+
+// ---- splice_stream / splice_to_file ----
+
+// Send `size` pattern bytes from `first` on `s` in 256 KiB pieces, then close it.
+Task<bool> send_pattern(TcpSocket s, std::uint64_t size) {
+  std::vector<std::byte> chunk(256 * 1024);
+  for (std::uint64_t done = 0; done < size;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), size - done));
+    for (std::size_t i = 0; i < n; ++i) chunk[i] = file_byte(done + i);
+    auto w = co_await s.send_all(std::span(chunk.data(), n), 10s);
+    if (!w) co_return false;
+    done += n;
+  }
+  co_return true;
+}
+
+TEST_P(ZeroCopyTest, SpliceStreamProxiesA64MiBStreamIntact) {
+  auto body = []() -> Task<void> {
+    auto [source, proxy_in] = co_await loopback_tcp_pair();
+    auto [proxy_out, sink] = co_await loopback_tcp_pair();
+    constexpr std::uint64_t kBytes = 64ull << 20;
+    auto writer = spawn(send_pattern(std::move(source), kBytes));
+    auto reader = spawn(receive_and_check(std::move(sink), 0));
+    auto moved = co_await splice_stream(proxy_in, proxy_out, 0, 10s);  // until the source closes
+    CO_ASSERT_TRUE(moved.has_value());
+    EXPECT_EQ(*moved, kBytes);
+    EXPECT_TRUE(co_await writer);
+    proxy_out = TcpSocket{};
+    EXPECT_EQ(co_await reader, static_cast<std::int64_t>(kBytes));
+  };
+  run(body(), 60s);
+}
+
+TEST_P(ZeroCopyTest, SpliceStreamMovesExactlyCountAndLeavesTheRest) {
+  auto body = []() -> Task<void> {
+    auto [source, proxy_in] = co_await loopback_tcp_pair();
+    auto [proxy_out, sink] = co_await loopback_tcp_pair();
+    auto writer = spawn(send_pattern(std::move(source), 300'000));
+    auto moved = co_await splice_stream(proxy_in, proxy_out, 123'457, 10s);
+    CO_ASSERT_TRUE(moved.has_value());
+    EXPECT_EQ(*moved, 123'457u);
+    proxy_out = TcpSocket{};
+    EXPECT_EQ(co_await receive_and_check(std::move(sink), 0), 123'457);
+    EXPECT_TRUE(co_await writer);
+    // Everything after the count is still in the source socket, in order.
+    EXPECT_EQ(co_await receive_and_check(std::move(proxy_in), 123'457), 300'000 - 123'457);
+  };
+  run(body(), 30s);
+}
+
+TEST_P(ZeroCopyTest, SpliceToFileWritesTheStreamAtTheOffset) {
+  TempFile file(0);
+  auto body = [](int fd) -> Task<void> {
+    auto [source, receiver] = co_await loopback_tcp_pair();
+    constexpr std::uint64_t kBytes = 5ull << 20;
+    auto writer = spawn(send_pattern(std::move(source), kBytes));
+    auto written = co_await splice_to_file(receiver, fd, 4096, 0, 10s);
+    CO_ASSERT_TRUE(written.has_value());
+    EXPECT_EQ(*written, kBytes);
+    EXPECT_TRUE(co_await writer);
+    std::vector<std::byte> back(kBytes);
+    CO_ASSERT_TRUE(::pread(fd, back.data(), back.size(), 4096) == static_cast<ssize_t>(kBytes));
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < back.size(); ++i) bad += back[i] != file_byte(i);
+    EXPECT_EQ(bad, 0u);
+    EXPECT_EQ(::lseek(fd, 0, SEEK_CUR), 0);  // the fd's own offset is not used
+  };
+  run(body(file.fd), 30s);
+}
+
+TEST_P(ZeroCopyTest, SpliceErrorsAreValues) {
+  TempFile file(0);
+  auto body = [](int fd) -> Task<void> {
+    auto [a, b] = co_await loopback_tcp_pair();
+    TcpSocket closed;
+    auto bad_source = co_await splice_stream(closed, a, 10);
+    CO_ASSERT_FALSE(bad_source.has_value());
+    EXPECT_EQ(bad_source.error(), std::errc::bad_file_descriptor);
+    auto bad_file = co_await splice_to_file(a, -1, 0, 10);
+    CO_ASSERT_FALSE(bad_file.has_value());
+    EXPECT_EQ(bad_file.error(), std::errc::bad_file_descriptor);
+    auto bad_offset = co_await splice_to_file(a, fd, -1, 10);
+    CO_ASSERT_FALSE(bad_offset.has_value());
+    EXPECT_EQ(bad_offset.error(), std::errc::invalid_argument);
+    // Nothing arrives: each wait is bounded by the timeout.
+    auto idle = co_await splice_stream(a, b, 10, 30ms);
+    CO_ASSERT_FALSE(idle.has_value());
+    EXPECT_EQ(idle.error(), std::errc::timed_out);
+    // The target was reset by its peer: an error, not a hang.
+    auto [source, proxy_in] = co_await loopback_tcp_pair();
+    auto [proxy_out, sink] = co_await loopback_tcp_pair();
+    linger abort_on_close{1, 0};
+    ::setsockopt(sink.native_handle(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+    sink = TcpSocket{};
+    auto writer = spawn(send_pattern(std::move(source), 16ull << 20));
+    auto moved = co_await splice_stream(proxy_in, proxy_out, 0, 10s);
+    CO_ASSERT_FALSE(moved.has_value());
+    EXPECT_TRUE(moved.error() == std::errc::connection_reset || moved.error() == std::errc::broken_pipe)
+        << moved.error().message();
+    proxy_in = TcpSocket{};  // the writer then fails instead of waiting for a reader
+    co_await writer;
+  };
+  run(body(file.fd), 30s);
 }
 
 GALAY_INSTANTIATE_ALL_BACKENDS(ZeroCopyTest);

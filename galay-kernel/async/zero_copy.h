@@ -1,6 +1,7 @@
 #pragma once
 /// @file zero_copy.h
-/// Sending a file over a stream socket without copying it through user space.
+/// Moving bytes between sockets and files without copying them through user space:
+/// send_file (file → socket), splice_stream (socket → socket), splice_to_file (socket → file).
 
 #include <sys/types.h>
 
@@ -25,5 +26,24 @@ namespace galay {
 /// use File (async reads) and send_all instead.
 Task<Expected<std::size_t>> send_file(StreamSocket& socket, int file_fd, off_t offset, std::size_t count,
                                       Timeout timeout = {});
+
+/// Move bytes from the socket `from` to the socket `to` without copying them through user
+/// space: Linux splices them through a pipe (socket → pipe → socket, pages moved, not
+/// copied); other systems receive and send through a 64 KiB buffer. `count` 0 means "until
+/// `from` reaches end of stream". Returns the bytes delivered to `to`: `count`, or fewer if
+/// `from` ended first. Bytes past `count` stay unread in `from`. Partial progress and full or
+/// empty socket buffers are handled by waiting (`timeout` applies to each wait). An error
+/// on either side (reset, closed, timeout) is returned as is; bytes already moved are not
+/// reported then, and any bytes still in the pipe are lost with the connection.
+Task<Expected<std::size_t>> splice_stream(StreamSocket& from, StreamSocket& to, std::size_t count = 0,
+                                          Timeout timeout = {});
+
+/// Receive `count` bytes (0: until end of stream) from the socket `from` into the file
+/// `file_fd` at `offset`, through a pipe on Linux (socket → pipe → page cache, no copy in
+/// user space); the file's own offset is not used. Returns the bytes written, fewer than
+/// `count` if the stream ended first. Writing to the page cache may block the loop thread
+/// as a write would. Errors as splice_stream(); a negative offset is `invalid_argument`.
+Task<Expected<std::size_t>> splice_to_file(StreamSocket& from, int file_fd, off_t offset, std::size_t count,
+                                           Timeout timeout = {});
 
 }  // namespace galay
