@@ -22,6 +22,7 @@
 #include "galay-kernel/kernel/sync/semaphore.h"
 #include "galay-kernel/async/multi_listener.h"
 #include "galay-kernel/async/stream_receiver.h"
+#include "galay-kernel/async/datagram_receiver.h"
 #include "galay-kernel/async/file.h"
 #include "galay-kernel/async/tcp_acceptor.h"
 #include "galay-kernel/async/tcp_socket.h"

@@ -12,6 +12,8 @@
 /// The pool must outlive every StreamReceiver and PooledChunk that uses it, and be used
 /// on its scheduler's thread only.
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -58,7 +60,22 @@ class PooledChunk {
   std::uint32_t len_ = 0;
 };
 
-/// Per-receiver state shared with the backend (lives in the StreamReceiver).
+/// How a DatagramReceiver's pool buffer holds one datagram: this header, then
+/// kPooledDatagramNameSpace bytes for the sender's address, then the payload. It is the
+/// layout io_uring's multishot recvmsg writes (io_uring_recvmsg_out, name, no control
+/// data); readiness backends write the same.
+struct PooledDatagramHeader {
+  std::uint32_t namelen;     ///< the sender address's real length
+  std::uint32_t controllen;  ///< always 0 (no control data is asked for)
+  std::uint32_t payloadlen;  ///< the datagram's real length (more than is stored when truncated)
+  std::uint32_t flags;       ///< recvmsg flags (MSG_TRUNC)
+};
+/// Bytes reserved for the sender's address in a datagram buffer.
+inline constexpr std::size_t kPooledDatagramNameSpace = sizeof(sockaddr_storage);
+/// Where the payload starts in a datagram buffer.
+inline constexpr std::size_t kPooledDatagramPayloadOffset = sizeof(PooledDatagramHeader) + kPooledDatagramNameSpace;
+
+/// Per-receiver state shared with the backend (lives in the StreamReceiver or DatagramReceiver).
 struct PooledRecvState : MultishotState {
   PooledRecvState() noexcept : MultishotState(Kind::pooled_recv) {}
   /// The pool the chunks come from.
@@ -68,6 +85,10 @@ struct PooledRecvState : MultishotState {
   bool starved = false;    ///< waiting for the pool to refill
   /// Next receiver in the pool's list of those waiting for buffers.
   PooledRecvState* next_starved = nullptr;
+  /// A datagram socket: each buffer holds one datagram laid out as PooledDatagramHeader says.
+  bool datagram = false;
+  /// io_uring multishot recvmsg reads the name/control sizes from here while it is armed.
+  msghdr msg_template{};
 };
 
 /// A fixed set of equal-size receive buffers shared by StreamReceivers: on io_uring it is

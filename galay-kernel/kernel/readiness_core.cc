@@ -8,6 +8,9 @@
 
 #include <cerrno>
 
+#include <algorithm>
+#include <cstring>
+
 #include "galay-kernel/kernel/scheduler.h"
 
 namespace galay {
@@ -20,6 +23,24 @@ bool is_read_side(OpCode c) noexcept {
 bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
 
 std::int64_t neg_errno() noexcept { return -static_cast<std::int64_t>(errno); }
+
+// One datagram into a pool buffer, in the layout io_uring's multishot recvmsg uses
+// (PooledDatagramHeader, the sender's address, the payload). Returns the bytes used, or -1.
+ssize_t receive_datagram(int fd, std::byte* buf, std::size_t size) noexcept {
+  iovec iov{buf + kPooledDatagramPayloadOffset, size - kPooledDatagramPayloadOffset};
+  msghdr msg{};
+  msg.msg_name = buf + sizeof(PooledDatagramHeader);
+  msg.msg_namelen = kPooledDatagramNameSpace;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
+  const ssize_t r = ::recvmsg(fd, &msg, MSG_TRUNC);
+  if (r < 0) return -1;
+  PooledDatagramHeader h{static_cast<std::uint32_t>(msg.msg_namelen), 0, static_cast<std::uint32_t>(r),
+                         static_cast<std::uint32_t>(msg.msg_flags)};
+  std::memcpy(buf, &h, sizeof(h));
+  return static_cast<ssize_t>(kPooledDatagramPayloadOffset + std::min(static_cast<std::size_t>(r), iov.iov_len));
+}
 
 #if defined(MSG_NOSIGNAL)
 constexpr int kNoSignal = MSG_NOSIGNAL;
@@ -213,6 +234,16 @@ std::int64_t ReadinessCore::perform(IoOp& op, FdSlot& s) noexcept {
           // Pool dry: wait (still parked as a reader) until recycle() hands a buffer back.
           st.pool->add_starved(st);
           return -EAGAIN;
+        }
+        if (st.datagram) {
+          r = receive_datagram(op.fd, st.pool->buffer(id), st.pool->buffer_size());
+          if (r >= 0) {
+            st.pool->note_taken();
+            op.aux = id;
+            return r;
+          }
+          st.pool->push_free(id);
+          break;
         }
         r = ::recv(op.fd, st.pool->buffer(id), st.pool->buffer_size(), 0);
         if (r > 0) {

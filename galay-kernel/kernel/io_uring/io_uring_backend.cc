@@ -603,7 +603,15 @@ class IoUringBackend final : public Backend {
 
   void arm_multishot(PooledRecvState& st) noexcept {
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_recv_multishot(sqe, st.fd, nullptr, 0, 0);
+    if (st.datagram) {
+      // One datagram per buffer: io_uring_recvmsg_out, the sender's address, the payload.
+      static_assert(sizeof(io_uring_recvmsg_out) == sizeof(PooledDatagramHeader));
+      st.msg_template = msghdr{};
+      st.msg_template.msg_namelen = kPooledDatagramNameSpace;
+      io_uring_prep_recvmsg_multishot(sqe, st.fd, &st.msg_template, MSG_TRUNC);
+    } else {
+      io_uring_prep_recv_multishot(sqe, st.fd, nullptr, 0, 0);
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = st.pool->group_id;
     io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(static_cast<MultishotState*>(&st)) | kMultishotBit);
