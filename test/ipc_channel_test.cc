@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -276,6 +277,43 @@ TEST_P(IpcChannelTest, AReceiverDestroyedUnderAWaitingTaskWakesItWithoutHarm) {
     EXPECT_EQ(refused.error(), std::errc::broken_pipe);
   };
   run(body(sched()));
+}
+
+// The ring lives in memory the other process can write. A record or a position that cannot
+// be valid is reported as bad_message, never trusted. (The offsets are the channel's
+// shared layout: the ring at 4096, the receiver's tail at 128 in the header.)
+TEST_P(IpcChannelTest, ACorruptedRingIsBadMessage) {
+  auto body = []() -> Task<void> {
+    auto files = make_ipc_channel(4096);
+    CO_ASSERT_TRUE(files.has_value());
+    const int mem = ::fcntl(files->sender.fds()[0], F_DUPFD_CLOEXEC, 0);
+    auto* shared = static_cast<std::byte*>(::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mem, 0));
+    ::close(mem);
+    CO_ASSERT_TRUE(shared != MAP_FAILED);
+    auto tx = IpcSender::open(std::move(files->sender));
+    auto rx = IpcReceiver::open(std::move(files->receiver));
+    CO_ASSERT_TRUE(tx && rx);
+    CO_ASSERT_TRUE(co_await tx->send(bytes("hello")));
+    const std::uint32_t absurd = 0xfffffff0u;
+    std::memcpy(shared + 4096, &absurd, sizeof(absurd));  // the record's length
+    std::array<std::byte, 64> buf;
+    auto got = co_await rx->recv(buf, 1s);
+    CO_ASSERT_FALSE(got.has_value());
+    EXPECT_EQ(got.error(), std::errc::bad_message);
+
+    // A tail beyond the head: the sender refuses to trust it once it needs to look.
+    const std::uint64_t ahead = 1u << 30;
+    std::memcpy(shared + 128, &ahead, sizeof(ahead));
+    std::array<std::byte, 1000> msg{};
+    std::error_code failure;
+    for (int i = 0; i < 10 && !failure; ++i) {
+      auto sent = tx->try_send(msg);
+      if (!sent) failure = sent.error();
+    }
+    EXPECT_EQ(failure, std::errc::bad_message) << failure.message();
+    ::munmap(shared, 8192);
+  };
+  run(body());
 }
 
 TEST_P(IpcChannelTest, BadDescriptorsAreRejected) {

@@ -182,6 +182,8 @@ struct IpcEndpoint {
     const std::uint64_t capacity = mask + 1;
     if (capacity - (position - seen_other) < need) {
       seen_other = shared->tail.load(std::memory_order_acquire);
+      // The receiver cannot have read past what was written: a ring that says so is corrupt.
+      if (seen_other > position || position - seen_other > capacity) return Unexpected(errno_code(EBADMSG));
       if (capacity - (position - seen_other) < need) return Unexpected(errno_code(EAGAIN));
     }
     const auto len = static_cast<std::uint32_t>(msg.size());

@@ -177,6 +177,8 @@ struct IpcReceiverOptions {
 /// is `connection_reset` (after the messages it queued); a buffer smaller than the next
 /// message is `message_size` (the message stays queued: see next_message_size()); a record
 /// that cannot be valid (a corrupted ring) is `bad_message`; a timeout is `timed_out`.
+/// One process reads a channel (and one writes it): the ring has no locks between
+/// several readers or writers.
 class IpcReceiver {
  public:
   /// Map the channel from `files` (taken over). Fails on a descriptor that is not a channel.
@@ -190,7 +192,8 @@ class IpcReceiver {
 
   /// Receive the next message into `buf`; sleeps on the data eventfd while the ring is empty.
   IpcRecvAwaitable recv(std::span<std::byte> buf, Timeout timeout = {}) noexcept { return {ep_.get(), buf, timeout}; }
-  /// Receive without waiting: `resource_unavailable_try_again` when nothing is queued.
+  /// Receive without waiting: `resource_unavailable_try_again` when nothing is queued
+  /// (a sender that died is reported by recv(), which looks at the link before sleeping).
   Expected<std::size_t> try_recv(std::span<std::byte> buf) noexcept;
   /// Size of the next queued message, if there is one.
   std::optional<std::size_t> next_message_size() noexcept;
