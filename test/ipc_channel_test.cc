@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -422,6 +423,31 @@ struct Peer {
   }
 };
 
+// Start `peer` with `args` as the writer of a new channel, hand it its end, open ours.
+// (Callers pass `args` as a named vector: GCC 12 rejects a braced list inside co_await.)
+Task<std::optional<IpcReceiver>> read_from_peer(Peer& peer, BackendKind backend, std::vector<std::string> args,
+                                                std::size_t capacity) {
+  auto files = make_ipc_channel(capacity);
+  if (!files) co_return std::nullopt;
+  peer.start(backend, std::move(args));
+  if (!co_await peer.give(files->sender)) co_return std::nullopt;
+  auto rx = IpcReceiver::open(std::move(files->receiver));
+  if (!rx) co_return std::nullopt;
+  co_return std::move(*rx);
+}
+
+// Start `peer` with `args` as the reader of a new channel, hand it its end, open ours.
+Task<std::optional<IpcSender>> write_to_peer(Peer& peer, BackendKind backend, std::vector<std::string> args,
+                                             std::size_t capacity) {
+  auto files = make_ipc_channel(capacity);
+  if (!files) co_return std::nullopt;
+  peer.start(backend, std::move(args));
+  if (!co_await peer.give(files->receiver)) co_return std::nullopt;
+  auto tx = IpcSender::open(std::move(files->sender));
+  if (!tx) co_return std::nullopt;
+  co_return std::move(*tx);
+}
+
 // The test process reads numbered messages that the peer sends.
 Task<std::uint64_t> read_numbered(IpcReceiver& rx, std::uint64_t limit, std::uint64_t pause_every = 0,
                                   std::chrono::microseconds pause = {}) {
@@ -446,12 +472,9 @@ Task<std::uint64_t> read_numbered(IpcReceiver& rx, std::uint64_t limit, std::uin
 TEST_P(IpcChannelTest, TenMillionMessagesBetweenProcessesArriveInOrder) {
   auto body = [](BackendKind backend) -> Task<void> {
     constexpr std::uint64_t kCount = 10'000'000;
-    auto files = make_ipc_channel(1 << 20);
-    CO_ASSERT_TRUE(files.has_value());
     Peer peer;
-    peer.start(backend, {"send", std::to_string(kCount)});
-    CO_ASSERT_TRUE(co_await peer.give(files->sender));
-    auto rx = IpcReceiver::open(std::move(files->receiver));
+    std::vector<std::string> args{"send", std::to_string(kCount)};
+    auto rx = co_await read_from_peer(peer, backend, std::move(args), 1 << 20);
     CO_ASSERT_TRUE(rx.has_value());
     EXPECT_EQ(co_await read_numbered(*rx, kCount), kCount);
     std::array<std::byte, 8> buf;
@@ -466,12 +489,10 @@ TEST_P(IpcChannelTest, TenMillionMessagesBetweenProcessesArriveInOrder) {
 TEST_P(IpcChannelTest, SlowReaderAcrossProcessesLosesNothing) {
   auto body = [](BackendKind backend) -> Task<void> {
     constexpr std::uint64_t kCount = 200'000;
-    auto files = make_ipc_channel(4096);  // small: the sender fills it and sleeps often
-    CO_ASSERT_TRUE(files.has_value());
     Peer peer;
-    peer.start(backend, {"send", std::to_string(kCount)});
-    CO_ASSERT_TRUE(co_await peer.give(files->sender));
-    auto rx = IpcReceiver::open(std::move(files->receiver));
+    // A 4 KiB ring: the sender fills it and sleeps often.
+    std::vector<std::string> args{"send", std::to_string(kCount)};
+    auto rx = co_await read_from_peer(peer, backend, std::move(args), 4096);
     CO_ASSERT_TRUE(rx.has_value());
     EXPECT_EQ(co_await read_numbered(*rx, kCount, 2000, 1ms), kCount);
     EXPECT_EQ(co_await peer.exit_status(), 0);
@@ -482,13 +503,10 @@ TEST_P(IpcChannelTest, SlowReaderAcrossProcessesLosesNothing) {
 TEST_P(IpcChannelTest, SlowWriterAcrossProcessesLosesNothing) {
   auto body = [](BackendKind backend) -> Task<void> {
     constexpr std::uint64_t kCount = 100'000;
-    auto files = make_ipc_channel(1 << 16);
-    CO_ASSERT_TRUE(files.has_value());
     // The peer reads and checks; we pause every 100 messages so it sleeps and is woken often.
     Peer peer;
-    peer.start(backend, {"recv", std::to_string(kCount)});
-    CO_ASSERT_TRUE(co_await peer.give(files->receiver));
-    auto tx = IpcSender::open(std::move(files->sender));
+    std::vector<std::string> args{"recv", std::to_string(kCount)};
+    auto tx = co_await write_to_peer(peer, backend, std::move(args), 1 << 16);
     CO_ASSERT_TRUE(tx.has_value());
     std::array<std::byte, kMaxIpcTestMessage> msg;
     for (std::uint64_t i = 0; i < kCount; ++i) {
@@ -505,12 +523,9 @@ TEST_P(IpcChannelTest, SlowWriterAcrossProcessesLosesNothing) {
 
 TEST_P(IpcChannelTest, WriterKilledMidStreamGivesQueuedMessagesThenConnectionReset) {
   auto body = [](BackendKind backend) -> Task<void> {
-    auto files = make_ipc_channel(1 << 16);
-    CO_ASSERT_TRUE(files.has_value());
     Peer peer;
-    peer.start(backend, {"send-forever"});
-    CO_ASSERT_TRUE(co_await peer.give(files->sender));
-    auto rx = IpcReceiver::open(std::move(files->receiver));
+    std::vector<std::string> args{"send-forever"};
+    auto rx = co_await read_from_peer(peer, backend, std::move(args), 1 << 16);
     CO_ASSERT_TRUE(rx.has_value());
     CO_ASSERT_TRUE(co_await read_numbered(*rx, 50'000) == 50'000);
     ::kill(peer.pid, SIGKILL);
@@ -533,12 +548,9 @@ TEST_P(IpcChannelTest, WriterKilledMidStreamGivesQueuedMessagesThenConnectionRes
 
 TEST_P(IpcChannelTest, ReaderKilledMidStreamFailsTheWriterWithConnectionReset) {
   auto body = [](BackendKind backend) -> Task<void> {
-    auto files = make_ipc_channel(1 << 16);
-    CO_ASSERT_TRUE(files.has_value());
     Peer peer;
-    peer.start(backend, {"recv-forever"});
-    CO_ASSERT_TRUE(co_await peer.give(files->receiver));
-    auto tx = IpcSender::open(std::move(files->sender));
+    std::vector<std::string> args{"recv-forever"};
+    auto tx = co_await write_to_peer(peer, backend, std::move(args), 1 << 16);
     CO_ASSERT_TRUE(tx.has_value());
     std::array<std::byte, kMaxIpcTestMessage> msg;
     std::uint64_t i = 0;

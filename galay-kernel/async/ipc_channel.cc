@@ -277,6 +277,43 @@ struct IpcEndpoint {
   }
 };
 
+// The slow path of send and recv: announce sleep, retry `attempt`, sleep on the eventfd
+// (or the link), until `attempt` stops saying "try again", the peer is gone or the time is
+// up. The end is freed here if its owner was destroyed meanwhile (IpcEndpoint::dispose()).
+template <class T, class Attempt>
+Task<Expected<T>> wait_until_done(IpcEndpoint* ep, Timeout timeout, Attempt attempt) {
+  ep->waiting = true;
+  struct ClearWaiting {
+    IpcEndpoint* ep;
+    ~ClearWaiting() {
+      ep->waiting = false;
+      if (ep->orphaned) delete ep;
+    }
+  } clear{ep};
+  const bool timed = timeout.enabled();
+  const auto deadline =
+      timed ? std::chrono::steady_clock::now() + timeout.value : std::chrono::steady_clock::time_point{};
+  bool woken = false;
+  for (;;) {
+    ep->announce_sleep();
+    Expected<T> done = attempt();
+    if (done || done.error() != std::errc::resource_unavailable_try_again) {
+      ep->cancel_sleep();
+      co_return done;
+    }
+    if (woken && ep->peer_gone()) {  // a wakeup with nothing to do: maybe the link closed
+      ep->cancel_sleep();
+      co_return Unexpected(errno_code(ECONNRESET));
+    }
+    auto slept = co_await ep->sleep_once(deadline, timed);
+    if (!slept) {
+      ep->cancel_sleep();
+      co_return Unexpected(slept.error());
+    }
+    woken = true;
+  }
+}
+
 }  // namespace detail
 
 // ---- IpcEndpointFiles ----
@@ -364,37 +401,7 @@ Expected<void> IpcSendAwaitable::await_resume() noexcept {
 }
 
 Task<Expected<void>> IpcSendAwaitable::wait_and_send() {
-  detail::IpcEndpoint* ep = ep_;
-  ep->waiting = true;
-  struct ClearWaiting {
-    detail::IpcEndpoint* ep;
-    ~ClearWaiting() {
-      ep->waiting = false;
-      if (ep->orphaned) delete ep;
-    }
-  } clear{ep};
-  const bool timed = timeout_.enabled();
-  const auto deadline =
-      timed ? std::chrono::steady_clock::now() + timeout_.value : std::chrono::steady_clock::time_point{};
-  bool woken = false;
-  for (;;) {
-    ep->announce_sleep();
-    auto sent = ep->try_send(msg_);
-    if (sent || sent.error() != std::errc::resource_unavailable_try_again) {
-      ep->cancel_sleep();
-      co_return sent;
-    }
-    if (woken && ep->peer_gone()) {
-      ep->cancel_sleep();
-      co_return Unexpected(errno_code(ECONNRESET));
-    }
-    auto slept = co_await ep->sleep_once(deadline, timed);
-    if (!slept) {
-      ep->cancel_sleep();
-      co_return Unexpected(slept.error());
-    }
-    woken = true;
-  }
+  return detail::wait_until_done<void>(ep_, timeout_, [this] { return ep_->try_send(msg_); });
 }
 
 bool IpcRecvAwaitable::await_ready() noexcept {
@@ -430,37 +437,7 @@ Expected<std::size_t> IpcRecvAwaitable::await_resume() noexcept {
 }
 
 Task<Expected<std::size_t>> IpcRecvAwaitable::wait_and_recv() {
-  detail::IpcEndpoint* ep = ep_;
-  ep->waiting = true;
-  struct ClearWaiting {
-    detail::IpcEndpoint* ep;
-    ~ClearWaiting() {
-      ep->waiting = false;
-      if (ep->orphaned) delete ep;
-    }
-  } clear{ep};
-  const bool timed = timeout_.enabled();
-  const auto deadline =
-      timed ? std::chrono::steady_clock::now() + timeout_.value : std::chrono::steady_clock::time_point{};
-  bool woken = false;
-  for (;;) {
-    ep->announce_sleep();
-    auto got = ep->try_recv(buf_);
-    if (got || got.error() != std::errc::resource_unavailable_try_again) {
-      ep->cancel_sleep();
-      co_return got;
-    }
-    if (woken && ep->peer_gone()) {
-      ep->cancel_sleep();
-      co_return Unexpected(errno_code(ECONNRESET));
-    }
-    auto slept = co_await ep->sleep_once(deadline, timed);
-    if (!slept) {
-      ep->cancel_sleep();
-      co_return Unexpected(slept.error());
-    }
-    woken = true;
-  }
+  return detail::wait_until_done<std::size_t>(ep_, timeout_, [this] { return ep_->try_recv(buf_); });
 }
 
 // ---- IpcSender / IpcReceiver ----
