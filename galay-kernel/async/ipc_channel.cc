@@ -226,21 +226,6 @@ struct IpcEndpoint {
     return len;
   }
 
-  // Sleep until the own eventfd or the link is readable (or the time runs out). The peer may
-  // have gone away if a wakeup came and the ring still has nothing for us.
-  Task<Expected<void>> sleep_once(std::chrono::steady_clock::time_point deadline, bool timed) {
-    Timeout limit;
-    if (timed) {
-      const auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= std::chrono::nanoseconds::zero()) co_return Unexpected(errno_code(ETIMEDOUT));
-      limit = Timeout(left);
-    }
-    if (wait_sched == nullptr) wait_sched = Scheduler::current();
-    auto woke = co_await VoidAwaitable(OpCode::poll_read, wait_fd, limit);
-    drain_own_event();
-    co_return woke;
-  }
-
   // Close an end. A coroutine still sleeping on it (the owner was destroyed under it) is
   // woken with operation_canceled and frees the end when it leaves.
   static void dispose(std::unique_ptr<IpcEndpoint> ep) noexcept {
@@ -305,7 +290,19 @@ Task<Expected<T>> wait_until_done(IpcEndpoint* ep, Timeout timeout, Attempt atte
       ep->cancel_sleep();
       co_return Unexpected(errno_code(ECONNRESET));
     }
-    auto slept = co_await ep->sleep_once(deadline, timed);
+    // Sleep until the own eventfd or the link is readable, or the time runs out.
+    Timeout limit;
+    if (timed) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) {
+        ep->cancel_sleep();
+        co_return Unexpected(errno_code(ETIMEDOUT));
+      }
+      limit = Timeout(left);
+    }
+    if (ep->wait_sched == nullptr) ep->wait_sched = Scheduler::current();
+    auto slept = co_await VoidAwaitable(OpCode::poll_read, ep->wait_fd, limit);
+    ep->drain_own_event();
     if (!slept) {
       ep->cancel_sleep();
       co_return Unexpected(slept.error());
