@@ -262,6 +262,14 @@ struct IpcEndpoint {
   }
 };
 
+// Why an end cannot start an operation now: closed (EBADF), or another coroutine of this
+// process is already waiting on it (EBUSY: one sender and one receiver at a time).
+std::error_code unusable(const IpcEndpoint* ep) noexcept {
+  if (ep == nullptr || ep->shared == nullptr) return errno_code(EBADF);
+  if (ep->waiting) return errno_code(EBUSY);
+  return {};
+}
+
 // The slow path of send and recv: announce sleep, retry `attempt`, sleep on the eventfd
 // (or the link), until `attempt` stops saying "try again", the peer is gone or the time is
 // up. The end is freed here if its owner was destroyed meanwhile (IpcEndpoint::dispose()).
@@ -380,12 +388,8 @@ Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity) noexcept {
 // ---- awaitables ----
 
 bool IpcSendAwaitable::await_ready() noexcept {
-  if (ep_ == nullptr || ep_->shared == nullptr) {
-    done_ = Unexpected(errno_code(EBADF));
-    return true;
-  }
-  if (ep_->waiting) {
-    done_ = Unexpected(errno_code(EBUSY));  // one sender coroutine at a time
+  if (const std::error_code ec = detail::unusable(ep_)) {
+    done_ = Unexpected(ec);
     return true;
   }
   done_ = ep_->try_send(msg_);
@@ -402,12 +406,8 @@ Task<Expected<void>> IpcSendAwaitable::wait_and_send() {
 }
 
 bool IpcRecvAwaitable::await_ready() noexcept {
-  if (ep_ == nullptr || ep_->shared == nullptr) {
-    done_ = Unexpected(errno_code(EBADF));
-    return true;
-  }
-  if (ep_->waiting) {
-    done_ = Unexpected(errno_code(EBUSY));  // one receiver coroutine at a time
+  if (const std::error_code ec = detail::unusable(ep_)) {
+    done_ = Unexpected(ec);
     return true;
   }
   done_ = ep_->try_recv(buf_);
