@@ -1,8 +1,9 @@
 // bench_client: closed-loop echo load generator for bench_server (or any echo server).
 //
-//   bench_client [-h host] [-p port] [-c conns] [-s size] [-d seconds]
+//   bench_client [-h host|name] [-p port] [-c conns] [-s size] [-d seconds]
 //                [--backend epoll|io_uring|kqueue|auto] [--json] [--warmup seconds]
-//                [-t threads] [--pin]
+//                [-t threads] [--pin] [--flooders N] [--tls [--tls-ca FILE]]
+//                [--messages N]
 //
 // The connections are split evenly over -t threads (default 1), each running its own
 // Scheduler; the main thread keeps the clock and prints the per-second lines.
@@ -20,6 +21,21 @@
 // closed), so a run ends on its own even against a dead or stalled server. Cancelling
 // replaces per-operation timeouts (which would cost two timer-heap updates per message):
 // a message still unanswered after 2 s when the window closes counts as a timeout error.
+//
+// TLS (--tls): every connection runs a TLS client handshake right after connect (within
+// the same 2 s) and then the same loop over the TlsStream, against bench_server
+// --tls-cert/--tls-key. Without --tls-ca the server's certificate is not verified (a
+// benchmark, not a client to copy); with it, the chain must end at that CA and the
+// certificate must name the --host address (an IP SAN). Not with --flooders. A build
+// without TLS (GALAY_KERNEL_WITH_TLS off) refuses --tls with exit 2.
+//
+// Hostile mix (--flooders N): N more connections, on the first thread, that send 64 KiB
+// writes as fast as they can and never read their echo (a client that floods a server
+// and never reads). They are not counted; the table shows what the others still get.
+//
+// Idle connections (--messages N): each connection sends N messages, then stays open
+// without traffic until the end of the run (N = 0: connect and wait). For measuring what an
+// open connection costs a server (benchmark/conn_memory.sh reads the server's RSS meanwhile).
 //
 // Errors: a failed connect, a send/recv error, EOF, a timeout or a mismatched echo. Each
 // ends its connection and counts once. Exit status: 0 if there were no errors, 1 otherwise,
@@ -51,6 +67,7 @@
 #include <thread>
 #include <vector>
 
+#include "args.h"
 #include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
@@ -80,89 +97,44 @@ struct Config {
   bool json = false;
   std::size_t threads = 1;
   bool pin = false;
+  std::size_t flooders = 0;
+  std::uint64_t messages = UINT64_MAX;  // --messages: per connection, then idle until the end
+  bool tls = false;                     // --tls
+  std::string tls_ca;                   // --tls-ca: verify the server against this CA bundle
+#if GALAY_KERNEL_WITH_TLS
+  TlsContext tls_ctx;  // made in main from the above
+#endif
 };
-
-[[noreturn]] void usage(const char* argv0, int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [options]\n"
-               "  -h <host>          server address, a literal IPv4/IPv6 address (default 127.0.0.1)\n"
-               "  -p <port>          server port (default 8080)\n"
-               "  -c <connections>   concurrent connections (default 100)\n"
-               "  -s <size>          message size in bytes (default 256)\n"
-               "  -d <seconds>       measured duration (default 10)\n"
-               "  --warmup <seconds> uncounted warm-up before the measured window (default 0)\n"
-               "  --backend <name>   epoll|io_uring|kqueue|auto (default auto)\n"
-               "  --json             print one JSON object instead of the text report\n"
-               "  -t <threads>       client threads, each with its own scheduler and share of the\n"
-               "                     connections (default 1)\n"
-               "  --pin              pin thread i to the i-th CPU allowed to the process (see taskset)\n",
-               argv0);
-  std::exit(code);
-}
-
-template <class T>
-T parse_uint(const char* argv0, const char* opt, std::string_view s, std::uint64_t lo, std::uint64_t hi) {
-  auto v = bench::parse_uint(s, lo, hi);
-  if (!v) {
-    std::fprintf(stderr, "%s: %s wants an integer in [%" PRIu64 ", %" PRIu64 "], got '%.*s'\n", argv0, opt, lo, hi,
-                 int(s.size()), s.data());
-    usage(argv0, 2);
-  }
-  return static_cast<T>(*v);
-}
 
 Config parse_args(int argc, char** argv) {
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
-        usage(argv[0], 2);
-      }
-      return argv[++i];
-    };
-    if (a == "--help") {
-      usage(argv[0], 0);
-    } else if (a == "-h" || a == "--host") {
-      cfg.host = std::string(value());
-    } else if (a == "-p" || a == "--port") {
-      cfg.port = parse_uint<std::uint16_t>(argv[0], "-p", value(), 1, 65535);
-    } else if (a == "-c" || a == "--connections") {
-      cfg.connections = parse_uint<std::size_t>(argv[0], "-c", value(), 1, 1'000'000);
-    } else if (a == "-s" || a == "--size") {
-      cfg.size = parse_uint<std::size_t>(argv[0], "-s", value(), 1, 64u << 20);
-    } else if (a == "-d" || a == "--duration") {
-      cfg.duration_s = parse_uint<std::uint64_t>(argv[0], "-d", value(), 1, 86400);
-    } else if (a == "--warmup" || a == "-w") {
-      std::string v(value());
-      char* end = nullptr;
-      errno = 0;
-      double w = std::strtod(v.c_str(), &end);
-      if (errno != 0 || end == v.c_str() || *end != '\0' || !(w >= 0) || w > 3600) {
-        std::fprintf(stderr, "%s: bad --warmup '%s'\n", argv[0], v.c_str());
-        usage(argv[0], 2);
-      }
-      cfg.warmup_s = w;
-    } else if (a == "--backend" || a == "-b") {
-      std::string_view v = value();
-      auto k = parse_backend_kind(v);
-      if (!k) {
-        std::fprintf(stderr, "%s: unknown backend '%.*s'\n", argv[0], int(v.size()), v.data());
-        usage(argv[0], 2);
-      }
-      cfg.backend = *k;
-    } else if (a == "--json") {
-      cfg.json = true;
-    } else if (a == "-t" || a == "--threads") {
-      cfg.threads = parse_uint<std::size_t>(argv[0], "-t", value(), 1, 1024);
-    } else if (a == "--pin") {
-      cfg.pin = true;
-    } else {
-      std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[i]);
-      usage(argv[0], 2);
-    }
-  }
+  cli::Parser args("bench_client", "[options]");
+  args.text("-h, --host", "HOST",
+            "server: an IPv4/IPv6 literal or a host name, resolved once at start (default 127.0.0.1)", cfg.host)
+      .integer("-p, --port", "PORT", "server port (default 8080)", cfg.port, 1, 65535)
+      .integer("-c, --connections", "N", "concurrent connections (default 100)", cfg.connections, 1, 1'000'000)
+      .integer("-s, --size", "BYTES", "message size (default 256)", cfg.size, 1, 64u << 20)
+      .integer("-d, --duration", "SECONDS", "measured duration (default 10)", cfg.duration_s, 1, 86400)
+      .real("-w, --warmup", "SECONDS", "uncounted warm-up before the measured window (default 0)", cfg.warmup_s, 0,
+            3600)
+      .backend(cfg.backend, "-b, --backend")
+      .flag("--json", "print one JSON object instead of the text report", cfg.json)
+      .integer("-t, --threads", "N",
+               "client threads, each with its own scheduler and share of the connections (default 1)", cfg.threads, 1,
+               1024)
+      .flag("--pin", "pin thread i to the i-th CPU allowed to the process (see taskset)", cfg.pin)
+      .integer("--flooders", "N", "extra connections that send as fast as they can and never read (default 0)",
+               cfg.flooders, 0, 100'000)
+      .integer("--messages", "N",
+               "messages per connection, after which it stays open and idle until the end (default: no limit)",
+               cfg.messages, 0, UINT64_MAX)
+      .flag("--tls", "echo over TLS (bench_server --tls-cert/--tls-key); no verification without --tls-ca", cfg.tls)
+      .text("--tls-ca", "FILE", "with --tls: verify the server's certificate against this PEM CA bundle", cfg.tls_ca);
+  args.parse(argc, argv);
+  if (!cfg.tls_ca.empty() && !cfg.tls) args.fail("--tls-ca: needs --tls");
+  if (!GALAY_KERNEL_WITH_TLS && cfg.tls)
+    args.fail("--tls: this build has no TLS (configured with GALAY_KERNEL_WITH_TLS=OFF or without OpenSSL 3)");
+  if (cfg.tls && cfg.flooders > 0) args.fail("--flooders: not with --tls");
   return cfg;
 }
 
@@ -232,7 +204,30 @@ Task<TcpSocket> connect_one(Shard& st, const SocketAddress& addr, std::size_t id
   co_return std::move(*sock);
 }
 
-Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
+#if GALAY_KERNEL_WITH_TLS
+/// connect_one, then the TLS handshake, both within kConnectTimeout.
+Task<TlsStream> connect_tls(Shard& st, const SocketAddress& addr, std::size_t id) {
+  const auto start = Clock::now();
+  TcpSocket sock = co_await connect_one(st, addr, id);
+  if (!sock.is_open()) co_return TlsStream{};
+  auto tls = TlsStream::client(st.cfg.tls_ctx, std::move(sock),
+                               {.server_name = st.cfg.host, .verify_host = !st.cfg.tls_ca.empty()});
+  if (!tls) {
+    st.error(id, "TLS client", tls.error());
+    co_return TlsStream{};
+  }
+  const auto left = std::max<Clock::duration>(kConnectTimeout - (Clock::now() - start), 1ms);
+  if (auto h = co_await tls->handshake(left); !h) {
+    st.error(id, "TLS handshake", h.error());
+    co_return TlsStream{};
+  }
+  co_return std::move(*tls);
+}
+#endif
+
+/// One connection's closed loop, over a TcpSocket or a TlsStream.
+template <class Stream>
+Task<void> worker(Shard& st, Stream sock, std::size_t id) {
   const std::size_t size = st.cfg.size;
   // Allocated once per connection: [0, size) the message sent, [size, 2*size) the echo.
   std::unique_ptr<std::byte[]> buffers(new std::byte[2 * size]);
@@ -240,7 +235,8 @@ Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
   std::byte* const rx = buffers.get() + size;
   const std::uint32_t base = bench::message_base(id);
 
-  for (std::uint32_t k = 0; !st.stopping(); ++k) {
+  std::uint64_t sent_messages = 0;
+  for (std::uint32_t k = 0; !st.stopping() && sent_messages < st.cfg.messages; ++k, ++sent_messages) {
     bench::fill_message(tx, size, base, k);
     const auto t0 = Clock::now();
     auto sent = co_await sock.send_all(tx, size);
@@ -281,8 +277,21 @@ Task<void> worker(Shard& st, TcpSocket sock, std::size_t id) {
           static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
     }
   }
+  // --messages reached: hold the connection open, idle, until the run ends (or a cancel).
+  if (sent_messages == st.cfg.messages)
+    while (!st.stopping())
+      if (!co_await sleep_for(100ms)) break;
   st.active.store(st.active.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   // Closing the socket (destructor) happens here, on the scheduler thread.
+}
+
+/// A hostile client: sends 64 KiB writes as fast as the server takes them and never reads.
+Task<void> flooder(Shard& st, TcpSocket sock) {
+  std::unique_ptr<std::byte[]> junk(new std::byte[64 * 1024]());
+  while (!st.stopping()) {
+    auto r = co_await sock.send(junk.get(), 64 * 1024, 50ms);  // short: notice the end of the run
+    if (!r && r.error() != std::errc::timed_out) co_return;    // the server gave up on it
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,16 +337,16 @@ void print_json(const Config& cfg, const Histogram& latency, const Result& r) {
     per += b;
   }
   std::printf(
-      "{\"target\":\"%s\",\"threads\":%zu,\"connections\":%zu,\"size\":%zu,\"duration_s\":%" PRIu64
-      ",\"warmup_s\":%g,\"backend\":\"%s\",\"total_requests\":%" PRIu64
+      "{\"target\":\"%s\",\"tls\":%s,\"threads\":%zu,\"connections\":%zu,\"flooders\":%zu,\"size\":%zu,\"duration_s\":"
+      "%" PRIu64 ",\"warmup_s\":%g,\"backend\":\"%s\",\"total_requests\":%" PRIu64
       ",\"wall_s\":%.6f,\"qps\":%.1f,\"throughput_mbps\":%.2f,\"throughput_unit\":\"MiB/s of request bytes\","
       "\"errors\":%" PRIu64
       ",\"success_rate\":%.4f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,"
       "\"per_second\":[%s]}\n",
-      json_escape(r.target).c_str(), cfg.threads, cfg.connections, cfg.size, cfg.duration_s, cfg.warmup_s,
-      json_escape(r.backend).c_str(), r.requests, r.wall_s, qps, mbps(qps, cfg.size), r.errors, success,
-      latency.percentile_ns(50) / 1e3, latency.percentile_ns(99) / 1e3, latency.percentile_ns(99.9) / 1e3,
-      latency.mean_ns() / 1e3, double(latency.max_ns()) / 1e3, per.c_str());
+      json_escape(r.target).c_str(), cfg.tls ? "true" : "false", cfg.threads, cfg.connections, cfg.flooders, cfg.size,
+      cfg.duration_s, cfg.warmup_s, json_escape(r.backend).c_str(), r.requests, r.wall_s, qps, mbps(qps, cfg.size),
+      r.errors, success, latency.percentile_ns(50) / 1e3, latency.percentile_ns(99) / 1e3,
+      latency.percentile_ns(99.9) / 1e3, latency.mean_ns() / 1e3, double(latency.max_ns()) / 1e3, per.c_str());
   std::fflush(stdout);
 }
 
@@ -347,23 +356,44 @@ void print_json(const Config& cfg, const Histogram& latency, const Result& r) {
 /// One thread's share: connections [first, first + count). Connects them all, reports
 /// ready, runs the workers until main sets `stopping`, then lets in-flight messages finish
 /// briefly and cancels the rest.
-Task<void> run_shard(Shard& st, SocketAddress addr, std::size_t first, std::size_t count, std::latch& ready) {
+/// Open connections [first, first + count) with `connect` (connect_one or connect_tls) and
+/// spawn a worker on each that opened.
+template <class Stream>
+Task<void> start_workers(Shard& st, SocketAddress addr, std::size_t first, std::size_t count,
+                         Task<Stream> (*connect)(Shard&, const SocketAddress&, std::size_t),
+                         std::vector<JoinHandle<void>>& workers) {
   Scheduler* sched = Scheduler::current();
-  std::vector<TcpSocket> sockets;
+  std::vector<Stream> sockets;
   {
-    std::vector<Task<TcpSocket>> connects;
+    std::vector<Task<Stream>> connects;
     connects.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) connects.push_back(connect_one(st, addr, first + i));
+    for (std::size_t i = 0; i < count; ++i) connects.push_back(connect(st, addr, first + i));
     sockets = co_await when_all(std::move(connects));
   }
-  std::vector<JoinHandle<void>> workers;
   workers.reserve(sockets.size());
   for (std::size_t i = 0; i < sockets.size(); ++i) {
     if (!sockets[i].is_open()) continue;
     st.active.store(st.active.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     workers.push_back(sched->spawn(worker(st, std::move(sockets[i]), first + i)));
   }
-  sockets.clear();
+}
+
+Task<void> run_shard(Shard& st, SocketAddress addr, std::size_t first, std::size_t count, std::latch& ready) {
+  Scheduler* sched = Scheduler::current();
+  std::vector<JoinHandle<void>> workers;
+#if GALAY_KERNEL_WITH_TLS
+  if (st.cfg.tls)
+    co_await start_workers<TlsStream>(st, addr, first, count, connect_tls, workers);
+  else
+#endif
+    co_await start_workers<TcpSocket>(st, addr, first, count, connect_one, workers);
+  std::vector<JoinHandle<void>> flooders;
+  if (first == 0) {
+    for (std::size_t i = 0; i < st.cfg.flooders; ++i) {
+      TcpSocket s = co_await connect_one(st, addr, st.cfg.connections + i);
+      if (s.is_open()) flooders.push_back(sched->spawn(flooder(st, std::move(s))));
+    }
+  }
   ready.count_down();
 
   // Main owns the clock; this loop only notices the end of the window (a 5 ms poll keeps
@@ -372,6 +402,10 @@ Task<void> run_shard(Shard& st, SocketAddress addr, std::size_t first, std::size
 
   const auto grace_end = Clock::now() + kStopGrace;
   while (st.active.load(std::memory_order_relaxed) > 0 && Clock::now() < grace_end) co_await sleep_for(2ms);
+  for (auto& f : flooders) {
+    f.cancel();
+    co_await f;
+  }
   for (auto& w : workers) w.cancel();
   for (auto& w : workers) {
     try {
@@ -409,8 +443,25 @@ void shard_thread(const Config& cfg, std::size_t index, Shard& st, const SocketA
   }
 }
 
+/// The server's address: the literal, or, for a name, the address that answers first when
+/// connecting by name (resolve, then Happy Eyeballs over every address; one probe
+/// connection, closed at once, on a scheduler of its own; 5 s limit). All benchmark
+/// connections then go to that one address.
+Expected<SocketAddress> target_address(const Config& cfg) {
+  if (auto literal = SocketAddress::parse(cfg.host, cfg.port)) return literal;
+  auto sched = Scheduler::create();
+  if (!sched) return make_error(sched.error());
+  return (*sched)->block_on([](const Config& c) -> Task<Expected<SocketAddress>> {
+    auto probe = co_await TcpSocket::connect(c.host, c.port, std::chrono::seconds(5));
+    if (!probe) co_return make_error(probe.error());
+    auto peer = probe->peer_address();
+    (void)co_await probe->close();
+    co_return peer;
+  }(cfg));
+}
+
 int run_benchmark(const Config& cfg) {
-  auto addr = SocketAddress::parse(cfg.host, cfg.port);
+  auto addr = target_address(cfg);
   if (!addr) {
     std::fprintf(stderr, "bench_client: bad host '%s': %s\n", cfg.host.c_str(), addr.error().message().c_str());
     return 2;
@@ -443,6 +494,8 @@ int run_benchmark(const Config& cfg) {
     std::printf("=== Benchmark Client ===\n");
     std::printf("Target: %s\n", result.target.c_str());
     std::printf("Connections: %zu\n", cfg.connections);
+    if (cfg.flooders > 0) std::printf("Flooders: %zu (never read, not counted)\n", cfg.flooders);
+    if (cfg.tls) std::printf("TLS: on, %s\n", cfg.tls_ca.empty() ? "certificate not verified" : "verified (--tls-ca)");
     std::printf("Message Size: %zu bytes\n", cfg.size);
     std::printf("Duration: %" PRIu64 " seconds\n", cfg.duration_s);
     if (cfg.warmup_s > 0) std::printf("Warmup: %g seconds\n", cfg.warmup_s);
@@ -511,8 +564,30 @@ int run_benchmark(const Config& cfg) {
 
 }  // namespace
 
+#if GALAY_KERNEL_WITH_TLS
+/// The client context for --tls: verification against --tls-ca, or none. Prints why not.
+bool make_tls_context(Config& cfg) {
+  auto ctx = TlsContext::create(TlsRole::client);
+  if (!ctx) {
+    std::fprintf(stderr, "bench_client: cannot create a TLS context: %s\n", ctx.error().message().c_str());
+    return false;
+  }
+  if (cfg.tls_ca.empty()) {
+    ctx->set_verify_peer(false);
+  } else if (auto r = ctx->add_ca_file(cfg.tls_ca); !r) {
+    std::fprintf(stderr, "bench_client: --tls-ca %s: %s\n", cfg.tls_ca.c_str(), r.error().message().c_str());
+    return false;
+  }
+  cfg.tls_ctx = std::move(*ctx);
+  return true;
+}
+#endif
+
 int main(int argc, char** argv) {
   Config cfg = parse_args(argc, argv);
+#if GALAY_KERNEL_WITH_TLS
+  if (cfg.tls && !make_tls_context(cfg)) return 2;
+#endif
   const std::uint64_t limit = bench::raise_nofile_limit();
   if (limit < cfg.connections + 32)
     std::fprintf(stderr, "bench_client: warning: RLIMIT_NOFILE is %" PRIu64 ", %zu connections may fail\n", limit,

@@ -1,5 +1,5 @@
 // Pieces shared by the benchmark programs (bench_server, bench_client, soak): argument
-// parsing, the echo message pattern and its check, the latency histogram, CPU pinning and
+// values, the echo message pattern and its check, the latency histogram, CPU pinning and
 // the fd limit. Header-only and free of galay-kernel types, so test/fuzz/fuzz_framing.cc
 // can drive the same code with arbitrary input.
 #pragma once
@@ -18,31 +18,22 @@
 #include <string>
 #include <string_view>
 
+// By its path from here: test/fuzz/fuzz_framing.cc includes this header with only
+// benchmark/ on its include path.
+#include "../support/parse.h"
+
 namespace galay::bench {
 
 // ---------------------------------------------------------------------------------------
-// Argument parsing
+// Argument values: the programs' shared parsers (support/parse.h), under the names the
+// fuzzer checks.
 
 /// A decimal integer in [lo, hi], digits only (no sign, no spaces, at most 19 digits so it
 /// cannot overflow), or nullopt.
-inline std::optional<std::uint64_t> parse_uint(std::string_view s, std::uint64_t lo, std::uint64_t hi) noexcept {
-  if (s.empty() || s.size() > 19) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + std::uint64_t(c - '0');
-  }
-  if (v < lo || v > hi) return std::nullopt;
-  return v;
-}
-
+using cli::parse_uint;
 /// A TCP port 1..65535 (0 is refused: the client needs a real port, and the server prints
 /// the one it got only for an explicit bind).
-inline std::optional<std::uint16_t> parse_port(std::string_view s) noexcept {
-  auto v = parse_uint(s, 1, 65535);
-  if (!v) return std::nullopt;
-  return static_cast<std::uint16_t>(*v);
-}
+using cli::parse_port;
 
 // ---------------------------------------------------------------------------------------
 // Echo framing. Message k of connection c is `size` bytes with byte i equal to

@@ -52,6 +52,7 @@
 #include <string_view>
 #include <vector>
 
+#include "args.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -89,143 +90,39 @@ struct Config {
   std::uint64_t seed = 0x9e3779b97f4a7c15ull;
 };
 
-[[noreturn]] void usage(const char* argv0, int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [options]\n"
-               "  -w <workers>        concurrent workers (default 4)\n"
-               "  -n <ops>            requests per worker (default 1000; ignored with --duration)\n"
-               "  -b <bytes>          block size (default 4096; K/M suffixes allowed)\n"
-               "  -batch <N>          requests per FileBatch submit (default 1)\n"
-               "  -d <dir>            directory for the test files (default /tmp)\n"
-               "  --direct            O_DIRECT (the default)\n"
-               "  --no-direct         buffered I/O through the page cache\n"
-               "  --backend <name>    epoll|io_uring|kqueue|auto (default auto)\n"
-               "  --qd <depth>        requests in flight per worker (default: the batch size)\n"
-               "  --rw <mode>         read|write|randrw, all at random offsets (default randrw)\n"
-               "  --file-size <bytes> size of each worker's file (default 64M; K/M/G suffixes)\n"
-               "  --duration <sec>    time-based run instead of -n\n"
-               "  --file <path>       use this existing file for every worker (not removed)\n"
-               "  --verify            check that reads return what was last written\n"
-               "  --seed <n>          random seed (default fixed)\n"
-               "  --json              print one JSON object instead of the table\n",
-               argv0);
-  std::exit(code);
-}
-
-std::uint64_t parse_size(const char* argv0, const char* opt, std::string_view s, std::uint64_t lo, std::uint64_t hi) {
-  std::uint64_t v = 0;
-  std::size_t i = 0;
-  bool ok = !s.empty();
-  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
-    if (v > (UINT64_MAX - 9) / 10) ok = false;
-    v = v * 10 + std::uint64_t(s[i] - '0');
-  }
-  if (i == 0) ok = false;
-  if (ok && i < s.size()) {
-    unsigned shift = 0;
-    switch (s[i]) {
-      case 'k':
-      case 'K':
-        shift = 10;
-        break;
-      case 'm':
-      case 'M':
-        shift = 20;
-        break;
-      case 'g':
-      case 'G':
-        shift = 30;
-        break;
-      default:
-        ok = false;
-    }
-    if (ok && i + 1 != s.size() && !(i + 2 == s.size() && (s[i + 1] == 'i' || s[i + 1] == 'B'))) ok = false;
-    if (ok && v > (UINT64_MAX >> shift)) ok = false;
-    v <<= shift;
-  }
-  if (!ok || v < lo || v > hi) {
-    std::fprintf(stderr, "%s: %s wants a number in [%" PRIu64 ", %" PRIu64 "], got '%.*s'\n", argv0, opt, lo, hi,
-                 int(s.size()), s.data());
-    usage(argv0, 2);
-  }
-  return v;
-}
-
 Config parse_args(int argc, char** argv) {
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
-        usage(argv[0], 2);
-      }
-      return argv[++i];
-    };
-    if (a == "-h" || a == "--help") {
-      usage(argv[0], 0);
-    } else if (a == "-w" || a == "--workers") {
-      cfg.workers = parse_size(argv[0], "-w", value(), 1, 4096);
-    } else if (a == "-n" || a == "--ops") {
-      cfg.ops = parse_size(argv[0], "-n", value(), 1, 1ull << 40);
-    } else if (a == "-b" || a == "--block") {
-      cfg.block = parse_size(argv[0], "-b", value(), 512, 64u << 20);
-    } else if (a == "-batch" || a == "--batch") {
-      cfg.batch = parse_size(argv[0], "-batch", value(), 1, 1024);
-    } else if (a == "-d" || a == "--dir") {
-      cfg.dir = std::string(value());
-    } else if (a == "--direct") {
-      cfg.direct = true;
-    } else if (a == "--no-direct") {
-      cfg.direct = false;
-    } else if (a == "--backend") {
-      std::string_view v = value();
-      auto k = parse_backend_kind(v);
-      if (!k) {
-        std::fprintf(stderr, "%s: unknown backend '%.*s'\n", argv[0], int(v.size()), v.data());
-        usage(argv[0], 2);
-      }
-      cfg.backend = *k;
-    } else if (a == "--qd") {
-      cfg.qd = parse_size(argv[0], "--qd", value(), 1, 4096);
-    } else if (a == "--rw") {
-      std::string_view v = value();
-      if (v == "read" || v == "randread")
-        cfg.rw = Rw::read;
-      else if (v == "write" || v == "randwrite")
-        cfg.rw = Rw::write;
-      else if (v == "randrw" || v == "rw")
-        cfg.rw = Rw::randrw;
-      else {
-        std::fprintf(stderr, "%s: --rw wants read|write|randrw\n", argv[0]);
-        usage(argv[0], 2);
-      }
-    } else if (a == "--file-size") {
-      cfg.file_size = parse_size(argv[0], "--file-size", value(), 4096, 1ull << 44);
-      cfg.file_size_given = true;
-    } else if (a == "--duration") {
-      std::string v(value());
-      char* end = nullptr;
-      errno = 0;
-      double d = std::strtod(v.c_str(), &end);
-      if (errno != 0 || end == v.c_str() || *end != '\0' || !(d > 0) || d > 86400) {
-        std::fprintf(stderr, "%s: bad --duration '%s'\n", argv[0], v.c_str());
-        usage(argv[0], 2);
-      }
-      cfg.duration_s = d;
-    } else if (a == "--file") {
-      cfg.file = std::string(value());
-    } else if (a == "--verify") {
-      cfg.verify = true;
-    } else if (a == "--seed") {
-      cfg.seed = parse_size(argv[0], "--seed", value(), 0, UINT64_MAX);
-    } else if (a == "--json") {
-      cfg.json = true;
-    } else {
-      std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[i]);
-      usage(argv[0], 2);
-    }
-  }
+  cli::Parser args("bench_file_io", "[options]");
+  args.size("-w, --workers", "N", "concurrent workers (default 4)", cfg.workers, 1, 4096)
+      .size("-n, --ops", "N", "requests per worker (default 1000; ignored with --duration)", cfg.ops, 1, 1ull << 40)
+      .size("-b, --block", "BYTES", "block size (default 4096)", cfg.block, 512, 64u << 20)
+      .size("-batch, --batch", "N", "requests per FileBatch submit (default 1)", cfg.batch, 1, 1024)
+      .text("-d, --dir", "DIR", "directory for the test files (default /tmp)", cfg.dir)
+      .flag("--direct", "O_DIRECT (the default)", cfg.direct)
+      .flag("--no-direct", "buffered I/O through the page cache", cfg.direct, false)
+      .backend(cfg.backend)
+      .size("--qd", "N", "requests in flight per worker (default: the batch size)", cfg.qd, 1, 4096)
+      .choice("--rw", "MODE", "read|write|randrw, all at random offsets (default randrw)", cfg.rw,
+              {{"read", Rw::read},
+               {"write", Rw::write},
+               {"randrw", Rw::randrw},
+               {"randread", Rw::read},
+               {"randwrite", Rw::write},
+               {"rw", Rw::randrw}})
+      .option("--file-size", "BYTES", "size of each worker's file (default 64M)",
+              [&cfg](std::string_view v) {
+                auto n = cli::parse_size(v, 4096, 1ull << 44);
+                if (!n) return std::string("a size in [4096, 17592186044416] (K/M/G suffixes allowed)");
+                cfg.file_size = *n;
+                cfg.file_size_given = true;
+                return std::string();
+              })
+      .real("--duration", "SECONDS", "time-based run instead of -n", cfg.duration_s, 0, 86400, /*open_low=*/true)
+      .text("--file", "PATH", "use this existing file for every worker (not removed)", cfg.file)
+      .flag("--verify", "check that reads return what was last written", cfg.verify)
+      .size("--seed", "N", "random seed (default fixed)", cfg.seed, 0, UINT64_MAX)
+      .flag("--json", "print one JSON object instead of the table", cfg.json);
+  args.parse(argc, argv);
   if (cfg.qd == 0) cfg.qd = cfg.batch;
   if (cfg.qd < cfg.batch) cfg.qd = cfg.batch;
   return cfg;
@@ -613,7 +510,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
 
   int rc = (*sched)->block_on(bench(&run));
-  const std::string backend_desc = (*sched)->backend().describe();
+  const std::string backend_desc = (*sched)->describe_backend();
   const std::string backend_name(to_string((*sched)->backend_kind()));
   // Close and remove the files (also after a failed set-up).
   for (auto& t : run.targets) {

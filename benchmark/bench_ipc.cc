@@ -19,7 +19,11 @@
 //   socketpair  the same on an AF_UNIX SOCK_STREAM socket pair.
 //   eventfd     the seeds' pattern: a shared ring of SIZE-byte slots, an eventfd write per
 //               message, and a reader that blocks in epoll_wait when the ring is empty.
+// If either process dies, the other exits 1 at once: the byte transports see EOF or EPIPE,
+// the channel sees its peer close, and the eventfd transport's epoll set (and the sender's
+// wait for ring space) watches a socketpair end that the dead process held.
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -38,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
@@ -160,29 +165,59 @@ SlotRing* map_slot_ring(std::size_t size) {
   if (p == MAP_FAILED) std::exit(1);
   return new (p) SlotRing{};
 }
+// The other process is gone: its end of the liveness socketpair (every run has one, each
+// process holding one end) has closed, so this end reads EOF. The byte transports notice a
+// dead peer by themselves (EOF, EPIPE); the eventfd one and the start-up wait ask this.
+bool peer_gone(int liveness) {
+  pollfd p{liveness, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;  // nothing is ever written: readable means EOF (or POLLHUP)
+}
+
 struct EventfdPath {
   SlotRing* ring;
   int efd;
-  int epfd;  // the reader's epoll set holding efd
+  int epfd;  // the reader's epoll set holding efd (and, once watch_peer ran, the liveness end)
   std::size_t size;
-  void send(const std::byte* msg) {
+  int peer = -1;                                // this process's end of the liveness socketpair
+  static constexpr std::uint32_t kPeerTag = 1;  // epoll data of the liveness end (efd: 0)
+
+  /// Let waits see the other process die (called after fork, in the process that uses this path).
+  void watch_peer(int liveness) {
+    peer = liveness;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u32 = kPeerTag;
+    ::epoll_ctl(epfd, EPOLL_CTL_ADD, liveness, &ev);
+  }
+  /// False if the ring stays full and the reader is gone.
+  bool send(const std::byte* msg) {
     const std::uint64_t h = ring->head.load(std::memory_order_relaxed);
-    while (h - ring->tail.load(std::memory_order_acquire) >= SlotRing::kSlots) sched_yield();
+    for (unsigned spins = 1; h - ring->tail.load(std::memory_order_acquire) >= SlotRing::kSlots; ++spins) {
+      if (spins % 64 == 0 && peer_gone(peer)) return false;
+      sched_yield();
+    }
     std::memcpy(ring->data + (h % SlotRing::kSlots) * size, msg, size);
     ring->head.store(h + 1, std::memory_order_release);
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t w = ::write(efd, &one, sizeof(one));
+    return true;
   }
-  void recv(std::byte* out) {
+  /// False if the ring is empty and the writer is gone.
+  bool recv(std::byte* out) {
     const std::uint64_t t = ring->tail.load(std::memory_order_relaxed);
     while (ring->head.load(std::memory_order_acquire) == t) {
-      epoll_event ev{};
-      ::epoll_wait(epfd, &ev, 1, -1);
-      std::uint64_t n = 0;
-      [[maybe_unused]] ssize_t r = ::read(efd, &n, sizeof(n));
+      epoll_event evs[2]{};
+      const int n = ::epoll_wait(epfd, evs, 2, -1);
+      bool gone = false;
+      for (int i = 0; i < n; ++i) gone = gone || evs[i].data.u32 == kPeerTag;
+      std::uint64_t count = 0;
+      [[maybe_unused]] ssize_t r = ::read(efd, &count, sizeof(count));
+      // A writer's last message lands before its exit closes the liveness end: look again.
+      if (gone && ring->head.load(std::memory_order_acquire) == t) return false;
     }
     std::memcpy(out, ring->data + (t % SlotRing::kSlots) * size, size);
     ring->tail.store(t + 1, std::memory_order_release);
+    return true;
   }
 };
 EventfdPath make_eventfd_path(std::size_t size) {
@@ -217,8 +252,11 @@ std::unique_ptr<Scheduler> make_scheduler(const Options& o) {
 }
 
 // The child's side of every transport; returns the process exit status.
-int run_child(const Options& o, const std::string& transport, SharedResults* res, const int* fds, EventfdPath* ev) {
+int run_child(const Options& o, const std::string& transport, SharedResults* res, const int* fds, EventfdPath* ev,
+              int liveness) {
   pin_process(o, 1);
+  if (transport == "eventfd") ev[0].watch_peer(liveness);  // the child reads ev[0]
+  ev[1].peer = liveness;                                   // and writes ev[1] (pingpong)
   std::vector<std::byte> buf(o.size);
   const bool pingpong = o.mode == Mode::pingpong;
   std::uint64_t window_start = 0;
@@ -261,8 +299,11 @@ int run_child(const Options& o, const std::string& transport, SharedResults* res
   res->ready.store(1);
   for (std::uint64_t i = 0; i < o.count; ++i) {
     if (transport == "eventfd") {
-      ev[0].recv(buf.data());
-      if (pingpong) ev[1].send(buf.data());
+      if (!ev[0].recv(buf.data())) {
+        ++res->failed;
+        return 1;
+      }
+      if (pingpong && !ev[1].send(buf.data())) return 1;
     } else {
       if (!read_exact(fds[0], buf.data(), o.size)) {
         ++res->failed;
@@ -320,6 +361,9 @@ std::optional<Stats> run_transport(const Options& o, const std::string& transpor
     return std::nullopt;
   }
 
+  int liveness[2];  // [0] stays in the parent, [1] in the child: each sees the other's exit
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, liveness) < 0) return std::nullopt;
+  std::fflush(stdout);
   const pid_t pid = ::fork();
   if (pid < 0) return std::nullopt;
   if (pid == 0) {
@@ -327,24 +371,30 @@ std::optional<Stats> run_transport(const Options& o, const std::string& transpor
     if (back) back->receiver.close();
     for (int fd : parent_fds)
       if (fd >= 0) ::close(fd);
-    std::fflush(stdout);
-    ::_exit(run_child(o, transport, res, child_fds, ev));
+    ::close(liveness[0]);
+    ::_exit(run_child(o, transport, res, child_fds, ev, liveness[1]));
   }
+  ::close(liveness[1]);
   if (there) there->receiver.close();
   if (back) back->sender.close();
   for (int fd : child_fds)
     if (fd >= 0 && transport != "channel") ::close(fd);
+  ev[0].peer = liveness[0];                                   // the parent writes ev[0]
+  if (transport == "eventfd") ev[1].watch_peer(liveness[0]);  // and reads ev[1] (pingpong)
 
   pin_process(o, 0);
-  while (res->ready.load() == 0) sched_yield();
+  for (unsigned spins = 1; res->ready.load() == 0; ++spins) {
+    if (spins % 64 == 0 && peer_gone(liveness[0])) break;  // the child died setting up
+    sched_yield();
+  }
+  bool ok = res->ready.load() != 0;
   std::vector<std::byte> msg(o.size, std::byte{'x'});
   std::vector<std::byte> reply(o.size);
   std::vector<double> durations;
   if (o.mode == Mode::pingpong) durations.reserve(o.count);
   std::uint64_t start = 0;
-  bool ok = true;
 
-  if (transport == "channel") {
+  if (ok && transport == "channel") {
     auto sched = make_scheduler(o);
     auto tx = IpcSender::open(std::move(there->sender));
     std::optional<IpcReceiver> rx;
@@ -368,13 +418,12 @@ std::optional<Stats> run_transport(const Options& o, const std::string& transpor
       }
       co_return true;
     }(o, *tx, rx, msg, reply, durations, start));
-  } else {
+  } else if (ok) {  // not if the child died before it was ready
     start = now_ns();
     for (std::uint64_t i = 0; i < o.count && ok; ++i) {
       const std::uint64_t sent_at = o.mode == Mode::pingpong ? now_ns() : 0;
       if (transport == "eventfd") {
-        ev[0].send(msg.data());
-        if (o.mode == Mode::pingpong) ev[1].recv(reply.data());
+        ok = ev[0].send(msg.data()) && (o.mode == Mode::oneway || ev[1].recv(reply.data()));
       } else {
         ok = write_exact(parent_fds[0], msg.data(), o.size) &&
              (o.mode == Mode::oneway || read_exact(parent_fds[1], reply.data(), o.size));
@@ -387,6 +436,7 @@ std::optional<Stats> run_transport(const Options& o, const std::string& transpor
   ::waitpid(pid, &status, 0);
   for (int fd : parent_fds)
     if (fd >= 0) ::close(fd);
+  ::close(liveness[0]);
   if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res->failed != 0) {
     std::fprintf(stderr, "bench_ipc: %s run failed\n", transport.c_str());
     return std::nullopt;
@@ -396,59 +446,27 @@ std::optional<Stats> run_transport(const Options& o, const std::string& transpor
   return summarize(durations, o.count, end - start);
 }
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "bench_ipc: %s\nusage: bench_ipc [--mode pingpong|oneway] [--transport "
-               "all|channel|pipe|socketpair|eventfd] [-n COUNT] [-s SIZE] [--backend B] [--spin-us N] [--pin] "
-               "[--json]\n",
-               why);
-  std::exit(2);
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) usage("missing value");
-      return argv[++i];
-    };
-    if (a == "--mode") {
-      const auto v = value();
-      if (v == "pingpong") {
-        o.mode = Mode::pingpong;
-      } else if (v == "oneway") {
-        o.mode = Mode::oneway;
-      } else {
-        usage("--mode is pingpong or oneway");
-      }
-    } else if (a == "--transport") {
-      const auto v = value();
-      if (v != "all") o.transports = {std::string(v)};
-    } else if (a == "-n") {
-      auto n = bench::parse_uint(value(), kWindow, 1'000'000'000);
-      if (!n) usage("-n is 64..1e9");
-      o.count = *n;
-    } else if (a == "-s") {
-      auto n = bench::parse_uint(value(), 1, kMaxSize);
-      if (!n) usage("-s is 1..65536");
-      o.size = *n;
-    } else if (a == "--backend") {
-      auto k = parse_backend_kind(value());
-      if (!k) usage("unknown backend");
-      o.backend = *k;
-    } else if (a == "--spin-us") {
-      auto n = bench::parse_uint(value(), 0, 1'000'000);
-      if (!n) usage("--spin-us is 0..1000000");
-      o.spin_us = *n;
-    } else if (a == "--pin") {
-      o.pin = true;
-    } else if (a == "--json") {
-      o.json = true;
-    } else {
-      usage("unknown option");
-    }
-  }
+  std::string_view transport = "all";
+  cli::Parser args("bench_ipc", "[options]");
+  args.choice("--mode", "MODE", "pingpong: round trips (default); oneway: a stream from parent to child", o.mode,
+              {{"pingpong", Mode::pingpong}, {"oneway", Mode::oneway}})
+      .choice("--transport", "NAME", "all (default), channel, pipe, socketpair or eventfd", transport,
+              {{"all", "all"},
+               {"channel", "channel"},
+               {"pipe", "pipe"},
+               {"socketpair", "socketpair"},
+               {"eventfd", "eventfd"}})
+      .integer("-n", "COUNT", "messages per transport (default 100000)", o.count, kWindow, 1'000'000'000)
+      .integer("-s", "SIZE", "message size in bytes (default 1)", o.size, 1, kMaxSize)
+      .backend(o.backend)
+      .integer("--spin-us", "N", "channel receivers poll the ring this long before sleeping (default 0)", o.spin_us, 0,
+               1'000'000)
+      .flag("--pin", "pin the parent and the child to the first two CPUs allowed", o.pin)
+      .flag("--json", "print one JSON object instead of the tables", o.json);
+  args.parse(argc, argv);
+  if (transport != "all") o.transports = {std::string(transport)};
   return o;
 }
 

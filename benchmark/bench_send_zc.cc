@@ -5,6 +5,8 @@
 // CPU time per MiB.
 //
 //   bench_send_zc [--backend io_uring] [--bytes MiB-per-run] [--rounds N] [--sizes 4096,65536,...]
+//
+// Exit status 0, 1 if a scheduler cannot be created, 2 on a bad command line.
 #include <time.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "args.h"
 #include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
@@ -108,40 +111,25 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--backend" && v) {
-      auto k = parse_backend_kind(v);
-      if (!k) return 2;
-      o.backend = *k;
-      ++i;
-    } else if (a == "--bytes" && v) {
-      auto n = bench::parse_uint(v, 1, 1 << 20);
-      if (!n) return 2;
-      o.bytes = *n << 20;
-      ++i;
-    } else if (a == "--rounds" && v) {
-      auto n = bench::parse_uint(v, 1, 100);
-      if (!n) return 2;
-      o.rounds = static_cast<int>(*n);
-      ++i;
-    } else if (a == "--sizes" && v) {
-      o.sizes.clear();
-      std::string list = v;
-      for (std::size_t pos = 0; pos <= list.size();) {
-        const std::size_t comma = std::min(list.find(',', pos), list.size());
-        auto n = bench::parse_uint(std::string_view(list).substr(pos, comma - pos), 1, 64 << 20);
-        if (!n) return 2;
-        o.sizes.push_back(*n);
-        pos = comma + 1;
-      }
-      ++i;
-    } else {
-      std::fprintf(stderr, "usage: bench_send_zc [--backend B] [--bytes MiB] [--rounds N] [--sizes a,b,...]\n");
-      return 2;
-    }
-  }
+  std::uint64_t mib = o.bytes >> 20;
+  cli::Parser args("bench_send_zc", "[options]");
+  args.backend(o.backend)
+      .integer("--bytes", "MIB", "MiB sent per run (default 1024)", mib, 1, 1 << 20)
+      .integer("--rounds", "N", "runs of each mode per size (default 3)", o.rounds, 1, 100)
+      .option("--sizes", "A,B,...", "send sizes in bytes (default 4096,16384,65536,262144,1048576)",
+              [&o](std::string_view list) {
+                o.sizes.clear();
+                for (std::size_t pos = 0; pos <= list.size();) {
+                  const std::size_t comma = std::min(list.find(',', pos), list.size());
+                  auto n = bench::parse_uint(list.substr(pos, comma - pos), 1, 64 << 20);
+                  if (!n) return std::string("a comma-separated list of sizes in [1, 67108864]");
+                  o.sizes.push_back(*n);
+                  pos = comma + 1;
+                }
+                return std::string();
+              });
+  args.parse(argc, argv);
+  o.bytes = mib << 20;
   std::printf("backend %s, %llu MiB per run, %d rounds, medians\n", std::string(to_string(o.backend)).c_str(),
               static_cast<unsigned long long>(o.bytes >> 20), o.rounds);
   std::printf("%10s %14s %14s %10s %16s %16s %10s\n", "size", "copy MiB/s", "zc MiB/s", "zc/copy", "copy cpu us/MiB",

@@ -1,7 +1,8 @@
 // bench_server: the echo server that bench_client drives.
 //
 //   bench_server [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1]
-//                [--recv pooled|plain] [-t threads] [--pin]
+//                [--recv pooled|plain] [-t threads] [--pin] [--tls-cert FILE --tls-key FILE]
+//                [--timeout SECONDS]
 //
 // -t N runs N independent event loops, one Scheduler per thread, each with its own
 // SO_REUSEPORT listener on the same port (the kernel spreads connections over them) and
@@ -13,7 +14,15 @@
 // its own coroutine that echoes what it receives, so a message costs no allocation:
 // --recv pooled (default) receives with a StreamReceiver into a shared BufferPool (on
 // io_uring: one multishot recv per connection on a provided-buffer ring, like the liburing
-// baseline); --recv plain recv()s into a 16 KiB buffer in the coroutine frame. SIGINT/SIGTERM are blocked in every
+// baseline); --recv plain recv()s into a 16 KiB buffer in the coroutine frame.
+// --timeout S gives every receive and send of the plain and pooled echo a time limit of S
+// seconds, as a real server would (an idle or stalled peer is dropped); the default is
+// none. benchmark/compare_echo.sh --timeouts compares the two.
+// --tls-cert/--tls-key (PEM chain and key) make it a TLS echo server: each connection runs
+// a TlsStream server handshake (10 s limit), then echoes the plaintext (received through
+// the pool with --recv pooled, TlsServerOptions::receive_pool), so bench_client --tls puts
+// the per-message cost of TLS beside the plain echo. A build without TLS
+// (GALAY_KERNEL_WITH_TLS off) refuses the flags with exit 2. SIGINT/SIGTERM are blocked in every
 // thread and taken by the main thread in sigwait(), which calls Scheduler::stop() (thread-safe) on every loop; each
 // loop's thread then cancels and frees its connections. Exit status 0 on a signal-driven stop, 1 if the server could
 // not start, 2 on bad arguments.
@@ -39,6 +48,7 @@
 
 #include <vector>
 
+#include "args.h"
 #include "bench_common.h"
 #include "galay-kernel/galay-kernel.h"
 
@@ -54,6 +64,11 @@ struct Config {
   bool pooled = true;
   std::size_t threads = 1;
   bool pin = false;
+  std::uint64_t timeout_s = 0;    // --timeout: per receive and send; 0 = none
+  std::string tls_cert, tls_key;  // --tls-cert, --tls-key: a TLS echo
+#if GALAY_KERNEL_WITH_TLS
+  TlsContext tls;  // made from them in main; valid() means TLS
+#endif
 };
 
 // Shared receive buffers for --recv pooled: as many and as large as the liburing baseline's.
@@ -61,107 +76,90 @@ constexpr unsigned kPoolBuffers = 4096;
 constexpr unsigned kPoolBufferSize = 4096;
 thread_local BufferPool* t_pool = nullptr;  // this loop's pool, or null for plain recv
 
-[[noreturn]] void usage(const char* argv0, int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1] [--recv pooled|plain]\n"
-               "          [-t threads] [--pin]\n"
-               "  port       TCP port to listen on (default 8080)\n"
-               "  --backend  I/O backend of the scheduler (default auto)\n"
-               "  --host     literal IPv4/IPv6 address to bind (default 127.0.0.1)\n"
-               "  --recv     pooled: StreamReceiver on a shared BufferPool (default); plain: recv()\n"
-               "  -t         event loops, one per thread, each with a SO_REUSEPORT listener (default 1)\n"
-               "  --pin      pin loop i to the i-th CPU allowed to the process (see taskset)\n",
-               argv0);
-  std::exit(code);
-}
-
 Config parse_args(int argc, char** argv) {
   Config cfg;
-  bool have_port = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
-        usage(argv[0], 2);
-      }
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-?") {
-      usage(argv[0], 0);
-    } else if (a == "--backend" || a == "-b") {
-      std::string_view v = value();
-      auto k = parse_backend_kind(v);
-      if (!k) {
-        std::fprintf(stderr, "%s: unknown backend '%.*s'\n", argv[0], int(v.size()), v.data());
-        usage(argv[0], 2);
-      }
-      cfg.backend = *k;
-    } else if (a.starts_with("--backend=")) {
-      auto k = parse_backend_kind(a.substr(10));
-      if (!k) usage(argv[0], 2);
-      cfg.backend = *k;
-    } else if (a == "--recv") {
-      std::string_view v = value();
-      if (v != "pooled" && v != "plain") usage(argv[0], 2);
-      cfg.pooled = v == "pooled";
-    } else if (a == "-t" || a == "--threads") {
-      auto t = bench::parse_uint(value(), 1, 1024);
-      if (!t) usage(argv[0], 2);
-      cfg.threads = std::size_t(*t);
-    } else if (a == "--pin") {
-      cfg.pin = true;
-    } else if (a == "--host" || a == "-h") {
-      cfg.host = std::string(value());
-    } else if (a == "--port" || a == "-p") {
-      auto p = bench::parse_port(value());
-      if (!p) usage(argv[0], 2);
-      cfg.port = *p;
-      have_port = true;
-    } else if (!have_port && !a.starts_with("-")) {
-      auto p = bench::parse_port(a);
-      if (!p) {
-        std::fprintf(stderr, "%s: bad port '%s'\n", argv[0], argv[i]);
-        usage(argv[0], 2);
-      }
-      cfg.port = *p;
-      have_port = true;
-    } else {
-      std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[i]);
-      usage(argv[0], 2);
-    }
-  }
+  cli::Parser args("bench_server", "[PORT] [options]");
+  args.positional_integer("PORT", "TCP port to listen on (default 8080)", cfg.port, 1, 65535, false)
+      .integer("-p, --port", "PORT", "the same as PORT", cfg.port, 1, 65535)
+      .backend(cfg.backend, "-b, --backend")
+      .host(cfg.host, "-h, --host")
+      .choice("--recv", "MODE", "pooled: StreamReceiver on a shared BufferPool (default); plain: recv()", cfg.pooled,
+              {{"pooled", true}, {"plain", false}})
+      .integer("-t, --threads", "N", "event loops, one per thread, each with a SO_REUSEPORT listener (default 1)",
+               cfg.threads, 1, 1024)
+      .flag("--pin", "pin loop i to the i-th CPU allowed to the process (see taskset)", cfg.pin)
+      .integer("--timeout", "SECONDS", "time limit on every receive and send of a connection (default: none)",
+               cfg.timeout_s, 1, 86400)
+      .text("--tls-cert", "FILE", "echo over TLS with this PEM certificate chain (needs --tls-key)", cfg.tls_cert)
+      .text("--tls-key", "FILE", "the PEM private key of --tls-cert", cfg.tls_key);
+  args.parse(argc, argv);
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty())
+    args.fail(cfg.tls_cert.empty() ? "--tls-key: needs --tls-cert" : "--tls-cert: needs --tls-key");
+  if (!GALAY_KERNEL_WITH_TLS && !cfg.tls_cert.empty())
+    args.fail("--tls-cert: this build has no TLS (configured with GALAY_KERNEL_WITH_TLS=OFF or without OpenSSL 3)");
   return cfg;
 }
 
 /// One connection: echo until EOF or an error. The buffer is part of the coroutine frame,
 /// allocated once with it; nothing is allocated per message.
-Task<void> echo_connection(TcpSocket sock) {
+Task<void> echo_connection(TcpSocket sock, Timeout limit) {
   std::array<std::byte, 16 * 1024> buf;
   for (;;) {
-    auto n = co_await sock.recv(buf);
-    if (!n || *n == 0) break;  // EOF, reset, or cancelled by shutdown
-    auto sent = co_await sock.send_all(std::span<const std::byte>(buf.data(), *n));
+    auto n = co_await sock.recv(buf, limit);
+    if (!n || *n == 0) break;  // EOF, reset, timed out, or cancelled by shutdown
+    auto sent = co_await sock.send_all(std::span<const std::byte>(buf.data(), *n), limit);
     if (!sent) break;
   }
 }
 
 /// The same with pooled receive: chunks arrive in pool buffers and go back when dropped.
-Task<void> echo_connection_pooled(TcpSocket sock) {
+Task<void> echo_connection_pooled(TcpSocket sock, Timeout limit) {
   StreamReceiver rx(sock, *t_pool);
   for (;;) {
-    auto chunk = co_await rx.recv();
+    auto chunk = co_await rx.recv(limit);
     if (!chunk || chunk->empty()) break;
-    auto sent = co_await sock.send_all(chunk->data());
+    auto sent = co_await sock.send_all(chunk->data(), limit);
     if (!sent) break;
   }
 }
+
+#if GALAY_KERNEL_WITH_TLS
+constexpr auto kHandshakeTimeout = 10s;
+
+/// A TLS connection: the handshake, then echo plaintext until the peer closes (cleanly or
+/// not) or an error. Received through this loop's pool when there is one.
+Task<void> echo_connection_tls(TcpSocket sock, TlsContext ctx) {
+  auto tls = TlsStream::server(ctx, std::move(sock), {.receive_pool = t_pool});
+  if (!tls || !co_await tls->handshake(kHandshakeTimeout)) co_return;
+  std::array<std::byte, 16 * 1024> buf;
+  for (;;) {
+    auto n = co_await tls->recv(buf);
+    if (!n || *n == 0) break;  // close_notify, EOF, reset, or cancelled by shutdown
+    auto sent = co_await tls->send_all(std::span<const std::byte>(buf.data(), *n));
+    if (!sent) break;
+  }
+}
+
+/// The server context from --tls-cert/--tls-key; prints why not.
+bool make_tls_context(Config& cfg) {
+  auto ctx = TlsContext::create(TlsRole::server);
+  Expected<void> r = ctx ? ctx->use_certificate_chain_file(cfg.tls_cert) : Expected<void>(Unexpected(ctx.error()));
+  if (r) r = ctx->use_private_key_file(cfg.tls_key);
+  if (!r) {
+    std::fprintf(stderr, "bench_server: --tls-cert %s / --tls-key %s: %s\n", cfg.tls_cert.c_str(), cfg.tls_key.c_str(),
+                 r.error().message().c_str());
+    return false;
+  }
+  cfg.tls = std::move(*ctx);
+  return true;
+}
+#endif
 
 /// One loop's accept coroutine. Loop 0 reports the address; with -t > 1 every loop binds
 /// its own SO_REUSEPORT listener to the same port.
 Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std::uint64_t* accepted) {
   Scheduler* sched = Scheduler::current();
-  auto addr = SocketAddress::parse(cfg.host, cfg.port);
+  auto addr = SocketAddress::parse(cfg.host, cfg.port);  // checked by parse_args
   if (!addr) {
     std::fprintf(stderr, "bench_server: bad host '%s': %s\n", cfg.host.c_str(), addr.error().message().c_str());
     *exit_code = 2;
@@ -179,12 +177,13 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
   if (loop == 0) {
     std::string where = addr->to_string();
     if (auto local = listener->local_address()) where = local->to_string();
-    std::printf("bench_server listening on %s backend=%s (%s) recv=%s threads=%zu%s\n", where.c_str(),
-                std::string(to_string(sched->backend_kind())).c_str(), sched->backend().describe().c_str(),
-                t_pool ? "pooled" : "plain", cfg.threads, cfg.pin ? " pinned" : "");
+    std::printf("bench_server listening on %s backend=%s (%s) recv=%s threads=%zu%s%s\n", where.c_str(),
+                std::string(to_string(sched->backend_kind())).c_str(), sched->describe_backend().c_str(),
+                t_pool ? "pooled" : "plain", cfg.threads, cfg.pin ? " pinned" : "", cfg.tls_cert.empty() ? "" : " tls");
     std::fflush(stdout);
   }
 
+  const Timeout limit = cfg.timeout_s > 0 ? Timeout(std::chrono::seconds(cfg.timeout_s)) : Timeout();
   unsigned reported = 0;
   for (;;) {
     auto conn = co_await listener->accept();
@@ -203,10 +202,16 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
     }
     ++*accepted;
     (void)conn->set_nodelay(true);
+#if GALAY_KERNEL_WITH_TLS
+    if (cfg.tls.valid()) {
+      sched->spawn(echo_connection_tls(std::move(*conn), cfg.tls)).detach();
+      continue;
+    }
+#endif
     if (t_pool != nullptr)
-      sched->spawn(echo_connection_pooled(std::move(*conn))).detach();
+      sched->spawn(echo_connection_pooled(std::move(*conn), limit)).detach();
     else
-      sched->spawn(echo_connection(std::move(*conn))).detach();
+      sched->spawn(echo_connection(std::move(*conn), limit)).detach();
   }
 }
 
@@ -219,7 +224,13 @@ struct LoopSlots {
   std::vector<std::uint64_t> accepted;  // connections loop i accepted (the same)
   std::atomic<bool> stopping{false};    // main is about to stop every published loop
   std::atomic<bool> stops_sent{false};  // main is done touching the schedulers
-  explicit LoopSlots(std::size_t n) : schedulers(n), exit_codes(n, 0), accepted(n, 0) {}
+  pthread_t main_thread;                // waits in sigwait(); SIGUSR1 from a loop wakes it
+  LoopSlots(std::size_t n, pthread_t main) : schedulers(n), exit_codes(n, 0), accepted(n, 0), main_thread(main) {}
+
+  /// A loop that ends before main asked (it could not start or listen) brings the server down.
+  void ended_early() noexcept {
+    if (!stopping.load(std::memory_order_seq_cst)) pthread_kill(main_thread, SIGUSR1);
+  }
 };
 
 void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
@@ -233,6 +244,7 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
                  std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
                  why.empty() ? "" : ": ", why.c_str());
     slots.exit_codes[index] = 1;
+    slots.ended_early();
     return;
   }
   std::unique_ptr<Scheduler> sched = std::move(*created);
@@ -252,6 +264,9 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   // this thread sees `stopping` and does not run.
   slots.schedulers[index].store(sched.get(), std::memory_order_seq_cst);
   if (!slots.stopping.load(std::memory_order_seq_cst)) sched->run();
+  // run() returned without main asking when the accept loop failed: wake main first, or it
+  // would sit in sigwait() while this thread waits for it below.
+  slots.ended_early();
   // Main may still be calling stop() on this scheduler: tear down only after it is done.
   slots.stops_sent.wait(false, std::memory_order_acquire);
   sched->shutdown();  // cancels and frees every connection and the listener
@@ -265,6 +280,9 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
 
 int main(int argc, char** argv) {
   Config cfg = parse_args(argc, argv);
+#if GALAY_KERNEL_WITH_TLS
+  if (!cfg.tls_cert.empty() && !make_tls_context(cfg)) return 1;
+#endif
   bench::raise_nofile_limit();
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -279,17 +297,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  LoopSlots slots(cfg.threads);
-  const pthread_t main_thread = pthread_self();
+  LoopSlots slots(cfg.threads, pthread_self());
   std::vector<std::thread> threads;
   threads.reserve(cfg.threads);
-  for (std::size_t i = 0; i < cfg.threads; ++i) {
-    threads.emplace_back([&, i] {
-      run_loop(cfg, i, slots);
-      // A loop that ends before main asked (start-up failure) brings the server down.
-      if (!slots.stopping.load(std::memory_order_acquire)) pthread_kill(main_thread, SIGUSR1);
-    });
-  }
+  for (std::size_t i = 0; i < cfg.threads; ++i) threads.emplace_back([&, i] { run_loop(cfg, i, slots); });
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {

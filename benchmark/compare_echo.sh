@@ -5,7 +5,7 @@
 # usage: benchmark/compare_echo.sh [--build-dir build/release] [--duration 5]
 #            [--conns "100 500 1000"] [--size 256] [--rounds 2]
 #            [--servers "name:command,name:command,..."] [--client-backend auto]
-#            [--warmup 0] [--out FILE]
+#            [--warmup 0] [--out FILE] [--memory] [--timeouts]
 #
 # --servers is a comma-separated list of name:command pairs; the command's first word is
 # looked up in <build-dir>/bin unless it is a path, and the port is passed as its first
@@ -24,42 +24,64 @@
 # The table shows medians over rounds (errors: summed) and the QPS ratio against the
 # baseline of the same family (a server whose name contains "baseline"; else the first one
 # listed): galay-epoll vs epoll-baseline, galay-io_uring vs uring-baseline.
+#
+# --timeouts: the default servers are galay on each backend without and with
+# `--timeout 30` (a 30 s limit on every receive and send, which never fires), beside the C
+# baselines: what arming and disarming a deadline per operation costs.
+#
+# --memory: what an open connection costs each server instead of its speed (default conns
+# "10000"). Per server, connection count and round, two fresh server processes: each gets a
+# warm-up (100 connections echoing for 1 s, so the shared receive pool and the allocator's
+# first arenas are already touched and not counted), then its RSS (VmRSS) is read; then
+# `bench_client --messages M` opens the connections and holds them (M = 0: idle; M = 1: one
+# echo each, then idle), and once the server holds that many descriptors its RSS is read
+# again. The table shows (RSS with the connections - RSS before) / connections in bytes,
+# medians over rounds. The script raises its own descriptor limit to the hard limit and
+# refuses connection counts that do not fit.
 # Exit status: 0 if every run completed with 0 errors, 1 otherwise, 2 on usage errors.
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/../scripts/lib/options.sh"
+opt_init compare_echo
 
 BUILD_DIR=build/release
 DURATION=5
-CONNS="100 500 1000"
+CONNS=""
 SIZE=256
 ROUNDS=2
 SERVERS=""
 CLIENT_BACKEND=auto
 WARMUP=0
 OUT=""
+MEMORY=0
+TIMEOUTS=0
 
-die() { echo "compare_echo: $*" >&2; exit 2; }
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+die() { opt_die "$@"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --build-dir) BUILD_DIR=${2:?}; shift 2 ;;
-    --duration) DURATION=${2:?}; shift 2 ;;
-    --conns) CONNS=${2:?}; shift 2 ;;
-    --size) SIZE=${2:?}; shift 2 ;;
-    --rounds) ROUNDS=${2:?}; shift 2 ;;
-    --servers) SERVERS=${2:?}; shift 2 ;;
-    --client-backend) CLIENT_BACKEND=${2:?}; shift 2 ;;
-    --warmup) WARMUP=${2:?}; shift 2 ;;
-    --out) OUT=${2:?}; shift 2 ;;
-    -h|--help) usage 0 ;;
-    *) echo "compare_echo: unknown argument '$1'" >&2; usage 2 ;;
+    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
+    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
+    --size) need_value "$@"; SIZE=$2; shift 2 ;;
+    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
+    --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
+    --client-backend) need_value "$@"; CLIENT_BACKEND=$2; shift 2 ;;
+    --warmup) need_value "$@"; WARMUP=$2; shift 2 ;;
+    --out) need_value "$@"; OUT=$2; shift 2 ;;
+    --memory) MEMORY=1; shift ;;
+    --timeouts) TIMEOUTS=1; shift ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
 
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "--duration must be a whole number of seconds >= 1"
-[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "--rounds must be >= 1"
-[[ $SIZE =~ ^[0-9]+$ && $SIZE -ge 1 ]] || die "--size must be >= 1"
-for c in $CONNS; do [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "bad connection count '$c'"; done
+if [[ -z $CONNS ]]; then
+  CONNS="100 500 1000"
+  [[ $MEMORY == 1 ]] && CONNS=10000
+fi
+need_uint --duration "$DURATION" 1
+need_uint --rounds "$ROUNDS" 1
+need_uint --size "$SIZE" 1
+for c in $CONNS; do need_uint --conns "$c" 1; done
 command -v python3 >/dev/null || die "python3 is required"
 
 BIN="$BUILD_DIR/bin"
@@ -175,11 +197,13 @@ start_server() {
 # ---- which servers ----
 if [[ -z $SERVERS ]]; then
   SERVERS="galay-epoll:bench_server --backend epoll,epoll-baseline:baseline_epoll_echo"
+  [[ $TIMEOUTS == 1 ]] && SERVERS+=",galay-epoll-timeouts:bench_server --backend epoll --timeout 30"
   [[ -x $BIN/bench_server ]] || die "missing $BIN/bench_server"
   if start_server galay-io_uring-probe "bench_server --backend io_uring" 2>"$TMP/probe.err"; then
     stop_pid "$SERVER_PID"
     SERVER_PID=""
     SERVERS+=",galay-io_uring:bench_server --backend io_uring,uring-baseline:baseline_uring_echo"
+    [[ $TIMEOUTS == 1 ]] && SERVERS+=",galay-io_uring-timeouts:bench_server --backend io_uring --timeout 30"
   else
     echo "compare_echo: io_uring servers skipped: bench_server --backend io_uring does not start here" >&2
     sed 's/^/  /' "$TMP/probe.err" >&2
@@ -202,6 +226,86 @@ for e in "${entries[@]}"; do
   CMDS+=("$cmd")
 done
 [[ ${#NAMES[@]} -ge 1 ]] || die "no servers to run"
+
+# ---- --memory: bytes of server RSS per open connection ----
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
+open_fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# memory_run NAME CMD CONNS MESSAGES: one fresh server; prints bytes per connection, or
+# nothing if the run failed.
+memory_run() {
+  local name=$1 cmd=$2 conns=$3 messages=$4 rss0 fds0 rss1 t client_pid rc=0
+  start_server "$name" "$cmd" || return 1
+  "${PIN_CLIENT[@]}" "$CLIENT" -h 127.0.0.1 -p "$SERVER_PORT" -c 100 -s "$SIZE" -d 1 \
+    --backend "$CLIENT_BACKEND" >/dev/null 2>"$TMP/client.err" || rc=$?
+  sleep 0.3
+  rss0=$(rss_kib "$SERVER_PID")
+  fds0=$(open_fds "$SERVER_PID")
+  "${PIN_CLIENT[@]}" "$CLIENT" -h 127.0.0.1 -p "$SERVER_PORT" -c "$conns" -s "$SIZE" -d "$DURATION" \
+    --messages "$messages" --backend "$CLIENT_BACKEND" >"$TMP/client.out" 2>"$TMP/client.err" &
+  client_pid=$!
+  rss1=""
+  for ((t = 0; t < 400; t++)); do  # up to 20 s for the connections to open
+    if (($(open_fds "$SERVER_PID") >= fds0 + conns)); then
+      sleep 0.5  # let the last connections' first receive (and echo) settle
+      rss1=$(rss_kib "$SERVER_PID")
+      break
+    fi
+    kill -0 "$client_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  wait "$client_pid" || rc=$?
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+  if [[ -z $rss1 || $rc != 0 ]]; then
+    echo "compare_echo: $name c=$conns --messages $messages: $([[ -z $rss1 ]] && echo "the server never held all connections" || echo "client exit $rc")" >&2
+    head -n 5 "$TMP/client.err" | sed 's/^/  /' >&2
+    return 1
+  fi
+  echo $(((rss1 - rss0) * 1024 / conns))
+}
+
+FAILED=0
+if [[ $MEMORY == 1 ]]; then
+  hard=$(ulimit -Hn)
+  [[ $hard == unlimited ]] || ulimit -n "$hard"
+  for conns in $CONNS; do
+    if [[ $hard != unlimited ]] && ((conns + 200 > hard)); then
+      die "--conns $conns: needs about $((conns + 200)) descriptors, the hard limit here is $hard (raise it as root: ulimit -Hn)"
+    fi
+  done
+  echo "compare_echo: memory per connection: servers: ${NAMES[*]}; conns: $CONNS; $ROUNDS rounds" >&2
+  : >"$TMP/memory.tsv"
+  for conns in $CONNS; do
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for idx in "${!NAMES[@]}"; do
+        for messages in 0 1; do
+          if b=$(memory_run "${NAMES[$idx]}" "${CMDS[$idx]}" "$conns" "$messages"); then
+            printf '%s\t%s\t%s\t%s\n' "$conns" "${NAMES[$idx]}" "$messages" "$b" >>"$TMP/memory.tsv"
+            echo "  c=$conns round $round ${NAMES[$idx]} messages=$messages: $b B/conn" >&2
+          else
+            FAILED=1
+          fi
+        done
+      done
+    done
+  done
+  [[ -n $OUT ]] && cp "$TMP/memory.tsv" "$OUT"
+  python3 - "$TMP/memory.tsv" "${NAMES[@]}" <<'PY'
+import statistics, sys
+path, names = sys.argv[1], sys.argv[2:]
+rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+print("%6s  %-22s %16s %22s" % ("conns", "server", "idle B/conn", "after 1 echo B/conn"))
+for c in sorted({int(r[0]) for r in rows}):
+    for n in names:
+        cell = []
+        for m in ("0", "1"):
+            v = [int(r[3]) for r in rows if int(r[0]) == c and r[1] == n and r[2] == m]
+            cell.append("%d" % statistics.median(v) if v else "FAILED")
+        print("%6d  %-22s %16s %22s" % (c, n, cell[0], cell[1]))
+PY
+  exit "$FAILED"
+fi
 
 # ---- can perf count the server's syscalls? ----
 PERF_OK=0

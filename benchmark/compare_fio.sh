@@ -25,6 +25,9 @@
 # fio is installed with apt-get if it is missing (needs root).
 # Exit status: 0 if every bench_file_io run had 0 errors, 1 otherwise, 2 on usage errors.
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/../scripts/lib/options.sh"
+opt_init compare_fio
 
 BUILD_DIR=build/release
 DIR=/var/tmp
@@ -39,33 +42,30 @@ BATCH=1
 OUT=""
 TARGET=""
 
-die() { echo "compare_fio: $*" >&2; exit 2; }
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+die() { opt_die "$@"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --build-dir) BUILD_DIR=${2:?}; shift 2 ;;
-    --dir) DIR=${2:?}; shift 2 ;;
-    --duration) DURATION=${2:?}; shift 2 ;;
-    --depths) DEPTHS=${2:?}; shift 2 ;;
-    --jobs) JOBS=${2:?}; shift 2 ;;
-    --size) SIZE=${2:?}; shift 2 ;;
-    --bs) BS=${2:?}; shift 2 ;;
-    --rounds) ROUNDS=${2:?}; shift 2 ;;
-    --engines) ENGINES=${2:?}; shift 2 ;;
+    --dir) need_value "$@"; DIR=$2; shift 2 ;;
+    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
+    --depths) need_value "$@"; DEPTHS=$2; shift 2 ;;
+    --jobs) need_value "$@"; JOBS=$2; shift 2 ;;
+    --size) need_value "$@"; SIZE=$2; shift 2 ;;
+    --bs) need_value "$@"; BS=$2; shift 2 ;;
+    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
+    --engines) need_value "$@"; ENGINES=$2; shift 2 ;;
     --no-batch) BATCH=0; shift ;;
-    --out) OUT=${2:?}; shift 2 ;;
-    --target) TARGET=${2:?}; shift 2 ;;
-    -h|--help) usage 0 ;;
-    *) echo "compare_fio: unknown argument '$1'" >&2; usage 2 ;;
+    --out) need_value "$@"; OUT=$2; shift 2 ;;
+    --target) need_value "$@"; TARGET=$2; shift 2 ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
 
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "--duration must be a whole number of seconds >= 1"
-[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "--rounds must be >= 1"
-[[ $JOBS =~ ^[0-9]+$ && $JOBS -ge 1 ]] || die "--jobs must be >= 1"
-for d in $DEPTHS; do [[ $d =~ ^[0-9]+$ && $d -ge 1 ]] || die "bad depth '$d'"; done
-for e in $ENGINES; do [[ $e == libaio || $e == io_uring ]] || die "engine '$e': libaio or io_uring"; done
+need_uint --duration "$DURATION" 1
+need_uint --rounds "$ROUNDS" 1
+need_uint --jobs "$JOBS" 1
+for d in $DEPTHS; do need_uint --depths "$d" 1; done
+for e in $ENGINES; do [[ $e == libaio || $e == io_uring ]] || die "--engines: expected libaio or io_uring, got '$e'"; done
 
 BENCH=$BUILD_DIR/bin/bench_file_io
 [[ -x $BENCH ]] || die "$BENCH not found (build the bench_file_io target first)"

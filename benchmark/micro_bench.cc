@@ -13,19 +13,24 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include "galay-kernel/kernel/runtime.h"
-#include "galay-kernel/kernel/scheduler.h"
-#include "galay-kernel/kernel/sleep.h"
-#include "galay-kernel/kernel/sync/channel.h"
-#include "galay-kernel/kernel/sync/latch.h"
-#include "galay-kernel/kernel/sync/mutex.h"
-#include "galay-kernel/kernel/timer_queue.h"
+#include "args.h"
+#include "galay-kernel/runtime/runtime.h"
+#include "galay-kernel/runtime/scheduler.h"
+#include "galay-kernel/runtime/sleep.h"
+#include "galay-kernel/sync/channel.h"
+#include "galay-kernel/sync/latch.h"
+#include "galay-kernel/sync/mutex.h"
+#include "galay-kernel/runtime/timer_queue.h"
 
 using namespace galay;
 
@@ -431,4 +436,26 @@ BENCHMARK(BM_Baseline_MoodycamelCrossThread)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// Google Benchmark takes its flags (--benchmark_filter=..., --help) first. What it leaves is
+// reported like any program's bad command line (one line, exit 2): a --benchmark_* flag left
+// over had a value it refused, anything else is unknown.
+int main(int argc, char** argv) {
+  std::ostringstream said;  // what Initialize() writes to std::cerr: shown unless replaced below
+  std::streambuf* const cerr_buffer = std::cerr.rdbuf(said.rdbuf());
+  benchmark::Initialize(&argc, argv);
+  std::cerr.rdbuf(cerr_buffer);
+  if (argc <= 1) std::cerr << said.str();
+  cli::Parser args("micro_bench", "[--benchmark_*=VALUE ...]  (Google Benchmark's flags: --help lists them)");
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const std::size_t eq = arg.find('=');
+    if (arg.starts_with("--benchmark_") && eq != std::string_view::npos)
+      args.option(arg.substr(0, eq), "VALUE", "", [](std::string_view) {
+        return std::string("a value Google Benchmark accepts (--help lists its flags)");
+      });
+  }
+  args.parse(argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -19,6 +19,9 @@
 # server cores busy stays below N: the table shows both so the limit is visible.
 # Output: a table (medians over rounds) and, with --json, one JSON object per run.
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/../scripts/lib/options.sh"
+opt_init scale_echo
 
 BUILD_DIR=build/release
 THREADS="1 2"
@@ -33,25 +36,28 @@ CLIENT_CPUS=""
 CLIENT_THREADS=""
 JSON=""
 
-die() { echo "scale_echo: $*" >&2; exit 2; }
+die() { opt_die "$@"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --build-dir) BUILD_DIR=${2:?}; shift 2 ;;
-    --threads) THREADS=${2:?}; shift 2 ;;
-    --backend) BACKEND=${2:?}; shift 2 ;;
-    --recv) RECV=${2:?}; shift 2 ;;
-    --conns) CONNS=${2:?}; shift 2 ;;
-    --size) SIZE=${2:?}; shift 2 ;;
-    --duration) DURATION=${2:?}; shift 2 ;;
-    --rounds) ROUNDS=${2:?}; shift 2 ;;
-    --server-cpus) SERVER_CPUS=${2:?}; shift 2 ;;
-    --client-cpus) CLIENT_CPUS=${2:?}; shift 2 ;;
-    --client-threads) CLIENT_THREADS=${2:?}; shift 2 ;;
-    --json) JSON=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1'" ;;
+    --threads) need_value "$@"; THREADS=$2; shift 2 ;;
+    --backend) need_value "$@"; BACKEND=$2; shift 2 ;;
+    --recv) need_value "$@"; RECV=$2; shift 2 ;;
+    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
+    --size) need_value "$@"; SIZE=$2; shift 2 ;;
+    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
+    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
+    --server-cpus) need_value "$@"; SERVER_CPUS=$2; shift 2 ;;
+    --client-cpus) need_value "$@"; CLIENT_CPUS=$2; shift 2 ;;
+    --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
+    --json) need_value "$@"; JSON=$2; shift 2 ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
+for n in $THREADS; do need_uint --threads "$n" 1; done
+need_uint --conns "$CONNS" 1
+need_uint --size "$SIZE" 1
+need_uint --duration "$DURATION" 1
+need_uint --rounds "$ROUNDS" 1
 
 BIN=$BUILD_DIR/bin
 [[ -x $BIN/bench_server && -x $BIN/bench_client ]] || die "build $BIN/bench_server and bench_client first (cmake --preset release && cmake --build build/release)"

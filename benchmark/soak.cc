@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "args.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -65,73 +66,20 @@ struct Config {
   BackendKind backend = BackendKind::automatic;
 };
 
-[[noreturn]] void usage(const char* argv0, int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [-c connections (10000)] [-d seconds (60)] [--max-size bytes (65536)]\n"
-               "          [--churn probability (0.001)] [--seed n (1)] [--backend epoll|io_uring|kqueue|auto]\n"
-               "          [--raise-hard-limit]  if -c needs more fds than the hard RLIMIT_NOFILE, try to raise\n"
-               "                                the hard limit too (needs CAP_SYS_RESOURCE)\n",
-               argv0);
-  std::exit(code);
-}
-
-std::uint64_t parse_u64(const char* argv0, const char* opt, const char* s, std::uint64_t lo, std::uint64_t hi) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < lo || v > hi) {
-    std::fprintf(stderr, "%s: %s wants an integer in [%" PRIu64 ", %" PRIu64 "], got '%s'\n", argv0, opt, lo, hi, s);
-    usage(argv0, 2);
-  }
-  return v;
-}
-
 Config parse_args(int argc, char** argv) {
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
-        usage(argv[0], 2);
-      }
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      usage(argv[0], 0);
-    } else if (a == "-c" || a == "--connections") {
-      cfg.connections = parse_u64(argv[0], "-c", value(), 1, 1'000'000);
-    } else if (a == "-d" || a == "--duration") {
-      cfg.duration_s = parse_u64(argv[0], "-d", value(), 1, 86400);
-    } else if (a == "--max-size") {
-      cfg.max_size = parse_u64(argv[0], "--max-size", value(), 1, 64u << 20);
-    } else if (a == "--seed") {
-      cfg.seed = parse_u64(argv[0], "--seed", value(), 0, ~std::uint64_t{0});
-    } else if (a == "--churn") {
-      const char* s = value();
-      char* end = nullptr;
-      errno = 0;
-      double p = std::strtod(s, &end);
-      if (errno != 0 || end == s || *end != '\0' || !(p >= 0.0 && p <= 1.0)) {
-        std::fprintf(stderr, "%s: --churn wants a probability in [0, 1], got '%s'\n", argv[0], s);
-        usage(argv[0], 2);
-      }
-      cfg.churn = p;
-    } else if (a == "--raise-hard-limit") {
-      cfg.raise_hard = true;
-    } else if (a == "--backend" || a == "-b") {
-      std::string_view v = value();
-      auto k = parse_backend_kind(v);
-      if (!k) {
-        std::fprintf(stderr, "%s: unknown backend '%.*s'\n", argv[0], int(v.size()), v.data());
-        usage(argv[0], 2);
-      }
-      cfg.backend = *k;
-    } else {
-      std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[i]);
-      usage(argv[0], 2);
-    }
-  }
+  cli::Parser args("soak", "[options]");
+  args.integer("-c, --connections", "N", "client connections (default 10000)", cfg.connections, 1, 1'000'000)
+      .integer("-d, --duration", "SECONDS", "how long to run (default 60)", cfg.duration_s, 1, 86400)
+      .integer("--max-size", "BYTES", "largest message (default 65536)", cfg.max_size, 1, 64u << 20)
+      .real("--churn", "P", "probability of a reconnect after each message (default 0.001)", cfg.churn, 0, 1)
+      .integer("--seed", "N", "random seed (default 1)", cfg.seed, 0, UINT64_MAX)
+      .backend(cfg.backend, "-b, --backend")
+      .flag("--raise-hard-limit",
+            "if -c needs more fds than the hard RLIMIT_NOFILE, try to raise\n"
+            "the hard limit too (needs CAP_SYS_RESOURCE)",
+            cfg.raise_hard);
+  args.parse(argc, argv);
   return cfg;
 }
 
@@ -448,7 +396,7 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<Scheduler> sched = std::move(*created);
     backend = std::string(to_string(sched->backend_kind()));
-    std::printf("backend: %s (%s)\n", backend.c_str(), sched->backend().describe().c_str());
+    std::printf("backend: %s (%s)\n", backend.c_str(), sched->describe_backend().c_str());
     std::fflush(stdout);
     State st(cfg);
     rep = sched->block_on(run_soak(st));

@@ -9,13 +9,13 @@
 #include <fcntl.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "args.h"  // the programs' shared command-line parser (support/args.h)
 #include "galay-kernel/galay-kernel.h"
 
 using namespace galay;
@@ -29,36 +29,40 @@ struct Config {
   BackendKind backend = BackendKind::automatic;
 };
 
-[[noreturn]] void usage(const char* argv0, int code) {
-  std::fprintf(code ? stderr : stdout,
-               "usage: %s SRC DST [--qd 8] [--block-kib 256] [--backend epoll|io_uring|kqueue|auto]\n", argv0);
-  std::exit(code);
-}
-
 Task<int> copy(const Config& cfg) {
-  auto src = File::open(cfg.src, O_RDONLY);
+  // Opens and stat through the loop (io_uring OPENAT/STATX, the blocking pool elsewhere).
+  auto src = co_await File::open_async(cfg.src, O_RDONLY);
   if (!src) {
     std::fprintf(stderr, "file_copy: open %s: %s\n", cfg.src.c_str(), src.error().message().c_str());
     co_return 1;
   }
-  auto dst = File::open(cfg.dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  auto dst = co_await File::open_async(cfg.dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (!dst) {
     std::fprintf(stderr, "file_copy: open %s: %s\n", cfg.dst.c_str(), dst.error().message().c_str());
     co_return 1;
   }
-  auto size = src->size();
-  if (!size) {
-    std::fprintf(stderr, "file_copy: size of %s: %s\n", cfg.src.c_str(), size.error().message().c_str());
+  auto st = co_await src->stat();
+  if (!st) {
+    std::fprintf(stderr, "file_copy: stat %s: %s\n", cfg.src.c_str(), st.error().message().c_str());
     co_return 1;
+  }
+  std::uint64_t size = st->size;
+  if (st->type == fs::FileType::block) {  // a block device's size comes from an ioctl
+    auto dev_size = src->size();
+    if (!dev_size) {
+      std::fprintf(stderr, "file_copy: size of %s: %s\n", cfg.src.c_str(), dev_size.error().message().c_str());
+      co_return 1;
+    }
+    size = *dev_size;
   }
   std::vector<std::byte> buffer(cfg.queue_depth * cfg.block);
   FileBatch reads(cfg.queue_depth), writes(cfg.queue_depth);
   std::uint64_t offset = 0;
-  while (offset < *size) {
+  while (offset < size) {
     // 1. Read up to queue_depth blocks at once.
     reads.clear();
     std::size_t blocks = 0;
-    for (; blocks < cfg.queue_depth && offset + blocks * cfg.block < *size; ++blocks)
+    for (; blocks < cfg.queue_depth && offset + blocks * cfg.block < size; ++blocks)
       reads.read_at(*src, std::span(buffer.data() + blocks * cfg.block, cfg.block), offset + blocks * cfg.block);
     if (auto ok = co_await reads.submit(); !ok) {
       std::fprintf(stderr, "file_copy: read at %llu: %s\n", static_cast<unsigned long long>(offset),
@@ -114,37 +118,15 @@ Task<int> copy(const Config& cfg) {
 
 int main(int argc, char** argv) {
   Config cfg;
-  std::vector<std::string_view> positional;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto number = [&](unsigned long lo, unsigned long hi) {
-      if (i + 1 >= argc) usage(argv[0], 2);
-      std::string_view v = argv[++i];
-      unsigned long n = 0;
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc{} || p != v.data() + v.size() || n < lo || n > hi) usage(argv[0], 2);
-      return n;
-    };
-    if (a == "--help") {
-      usage(argv[0], 0);
-    } else if (a == "--qd") {
-      cfg.queue_depth = number(1, 1024);
-    } else if (a == "--block-kib") {
-      cfg.block = number(4, 64 * 1024) * 1024;
-    } else if (a == "--backend") {
-      if (i + 1 >= argc) usage(argv[0], 2);
-      auto k = parse_backend_kind(argv[++i]);
-      if (!k) usage(argv[0], 2);
-      cfg.backend = *k;
-    } else if (a.starts_with("-")) {
-      usage(argv[0], 2);
-    } else {
-      positional.push_back(a);
-    }
-  }
-  if (positional.size() != 2) usage(argv[0], 2);
-  cfg.src = std::string(positional[0]);
-  cfg.dst = std::string(positional[1]);
+  std::size_t block_kib = cfg.block / 1024;
+  cli::Parser args("file_copy", "SRC DST [options]");
+  args.positional("SRC", "the file to copy", cfg.src)
+      .positional("DST", "the copy (created or truncated)", cfg.dst)
+      .integer("--qd", "N", "blocks read (then written) per batch (default 8)", cfg.queue_depth, 1, 1024)
+      .integer("--block-kib", "KIB", "block size in KiB (default 256)", block_kib, 4, 64 * 1024)
+      .backend(cfg.backend);
+  args.parse(argc, argv);
+  cfg.block = block_kib * 1024;
   auto sched = Scheduler::create(Scheduler::Options{cfg.backend});
   if (!sched) {
     std::fprintf(stderr, "file_copy: no scheduler: %s\n", sched.error().message().c_str());

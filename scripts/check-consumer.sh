@@ -10,6 +10,15 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGALAY_KERNEL_BUILD_
   -DGALAY_KERNEL_BUILD_BENCHMARKS=OFF -DGALAY_KERNEL_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" >/dev/null
 cmake --install "$build" --prefix "$prefix/usr" >/dev/null
+# Internals stay out of the install: no detail/ folder, no backend folder, and no installed
+# header includes one (docs/architecture.md).
+inc="$prefix/usr/include/galay-kernel"
+leaked=$(find "$inc" -path '*/detail/*' -o -path '*/io/epoll/*' -o -path '*/io/io_uring/*' -o -path '*/io/kqueue/*' -o -path '*/io/aio/*')
+if [[ -n $leaked ]] || grep -rlE '#include "galay-kernel/.*(detail|io/(epoll|io_uring|kqueue|aio))/|<liburing.h>|<libaio.h>' "$inc"; then
+  echo "check-consumer: internal headers were installed or are included by installed ones: $leaked" >&2
+  exit 1
+fi
+echo "installed headers: $(find "$inc" -name '*.h' | wc -l), none internal"
 
 cmake -S test/consumer -B "$prefix/cmake-build" -DCMAKE_PREFIX_PATH="$prefix/usr" >/dev/null
 cmake --build "$prefix/cmake-build" >/dev/null

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config liburing-dev libaio-dev libconcurrentqueue-dev
-          libexpected-dev libgtest-dev libbenchmark-dev util-linux procps python3 "$@")
+          libexpected-dev libgtest-dev libbenchmark-dev libc-ares-dev libssl-dev util-linux procps python3 "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,15 +8,17 @@
 # Inputs are what compare_echo.sh --out, compare_fio.sh --out and scale_echo.sh --json write;
 # docs/data/ keeps the ones behind the committed plots, with the commands in docs/benchmark.md.
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 echo_in="" fio_in="" scale_in="" out=docs/img
 while [ $# -gt 0 ]; do
   case "$1" in
-    --echo) echo_in=$2; shift 2 ;;
-    --fio) fio_in=$2; shift 2 ;;
-    --scale) scale_in=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    *) echo "plot-benchmarks: unknown argument $1" >&2; exit 2 ;;
+    --echo) need_value "$@"; echo_in=$2; shift 2 ;;
+    --fio) need_value "$@"; fio_in=$2; shift 2 ;;
+    --scale) need_value "$@"; scale_in=$2; shift 2 ;;
+    --out) need_value "$@"; out=$2; shift 2 ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
 scripts/install-deps.sh gnuplot-nox

@@ -3,22 +3,29 @@
 # bench_server (the library's default backend) and bench_client, 100 connections,
 # 256-byte messages, 5 seconds; prints bench_client's table.
 # Options: -c CONNS -s SIZE -d SECONDS --backend epoll|io_uring|kqueue|auto
+#          --build-dir DIR (default build/release)
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 
 conns=100 size=256 duration=5 backend=auto
+BUILD_DIR=build/release
 while [ $# -gt 0 ]; do
   case "$1" in
-    -c) conns=$2; shift 2 ;;
-    -s) size=$2; shift 2 ;;
-    -d) duration=$2; shift 2 ;;
-    --backend) backend=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    -c) need_value "$@"; conns=$2; shift 2 ;;
+    -s) need_value "$@"; size=$2; shift 2 ;;
+    -d) need_value "$@"; duration=$2; shift 2 ;;
+    --backend) need_value "$@"; backend=$2; shift 2 ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
+need_uint -c "$conns" 1
+need_uint -s "$size" 1
+need_uint -d "$duration" 1
 
 scripts/install-deps.sh
-build=build/release
+build=$BUILD_DIR
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGALAY_KERNEL_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" --target bench_server bench_client
 

@@ -6,17 +6,24 @@
 #   --filter REGEX                          only tests whose ctest name matches
 #   --build-type TYPE                       default RelWithDebInfo (asserts stay on)
 #   --cxx clang++                           build with clang (installs it; own build dir)
+#   --build-dir DIR                         instead of build/tests[-SANITIZERS][-clang]
+#   --chaos SEED...                         run the suite once per seed under chaos mode
+#                                           (GALAY_CHAOS_SEED; "random" picks one and prints it)
 set -euo pipefail
+# shellcheck source=scripts/lib/options.sh
+. "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 
-sanitize="" filter="" build_type=RelWithDebInfo cxx=""
+sanitize="" filter="" build_type=RelWithDebInfo cxx="" chaos_seeds=()
+BUILD_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --sanitize) sanitize=$2; shift 2 ;;
-    --filter) filter=$2; shift 2 ;;
-    --build-type) build_type=$2; shift 2 ;;
-    --cxx) cxx=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    --sanitize) need_value "$@"; sanitize=$2; shift 2 ;;
+    --filter) need_value "$@"; filter=$2; shift 2 ;;
+    --build-type) need_value "$@"; build_type=$2; shift 2 ;;
+    --cxx) need_value "$@"; cxx=$2; shift 2 ;;
+    --chaos) need_value "$@"; read -r -a chaos_seeds <<<"$2"; shift 2 ;;
+    *) common_option "$@"; shift "$OPT_SHIFT" ;;
   esac
 done
 
@@ -30,10 +37,11 @@ case "$cxx" in
     scripts/install-deps.sh clang libclang-rt-14-dev
     compilers=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
     build="$build-clang" ;;
-  *) echo "--cxx: only clang++ is supported (the default is the system g++)" >&2; exit 2 ;;
+  *) opt_die "--cxx: only clang++ is supported (the default is the system g++)" ;;
 esac
+[ -n "$BUILD_DIR" ] && build=$BUILD_DIR
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" "${compilers[@]}" \
-  -DCMAKE_CXX_FLAGS="-UNDEBUG" -DGALAY_KERNEL_SANITIZE="$sanitize" -DGALAY_KERNEL_WERROR=ON >/dev/null
+  -DCMAKE_CXX_FLAGS="-UNDEBUG" -DGALAY_KERNEL_SANITIZE="$sanitize" -DGALAY_KERNEL_WERROR=ON -DGALAY_KERNEL_CHAOS=ON >/dev/null
 cmake --build "$build"
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0"
@@ -41,4 +49,15 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 args=(--test-dir "$build" --output-on-failure -j "$(nproc)" --no-tests=error)
 [ -n "$filter" ] && args+=(-R "$filter")
-ctest "${args[@]}"
+if [ ${#chaos_seeds[@]} -eq 0 ]; then
+  ctest "${args[@]}"
+  exit 0
+fi
+# Chaos mode (docs/reliability.md): the same suite with partial, delayed and reordered
+# completions and decoys on closed fd numbers. Each seed is printed first, so a failure
+# can be replayed with GALAY_CHAOS_SEED=<seed>.
+for seed in "${chaos_seeds[@]}"; do
+  [ "$seed" = random ] && seed=$(( (RANDOM << 15) | RANDOM ))
+  echo "=== chaos mode: GALAY_CHAOS_SEED=$seed ==="
+  GALAY_CHAOS_SEED=$seed ctest "${args[@]}"
+done

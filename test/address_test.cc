@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
-#include "galay-kernel/common/address.h"
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include "galay-kernel/net/address.h"
 
 namespace galay {
 namespace {
@@ -60,6 +63,57 @@ TEST(Address, MalformedInputIsAnError) {
   EXPECT_FALSE(SocketAddress::parse("[::1\0junk]:80"sv));
   EXPECT_FALSE(SocketAddress::parse("10.0.0.1\0x:80"sv));
   EXPECT_FALSE(SocketAddress::parse("10.0.0.1:8\0"sv));
+}
+
+// Race-table rows 8, 15, 16 (docs/reliability.md).
+TEST(Address, FromSockaddrBoundsTheLengthByFamily) {
+  alignas(sockaddr_in6) unsigned char big[1024] = {};
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(big);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(80);
+  sin6->sin6_addr = in6addr_loopback;
+  auto a = SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(big), sizeof big);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->size(), sizeof(sockaddr_in6));
+  EXPECT_EQ(a->to_string(), "[::1]:80");
+  auto* sin = reinterpret_cast<sockaddr_in*>(big);
+  sin->sin_family = AF_INET;
+  auto b = SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(big), sizeof big);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->size(), sizeof(sockaddr_in));
+  EXPECT_FALSE(SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(big), 3));
+}
+
+TEST(Address, BracketsAreForIpv6Only) {
+  EXPECT_FALSE(SocketAddress::parse("[127.0.0.1]:80"));
+  EXPECT_FALSE(SocketAddress::parse("[127.0.0.1]", 80));
+  EXPECT_TRUE(SocketAddress::parse("[::ffff:127.0.0.1]:80"));
+}
+
+TEST(Address, Ipv6ScopeIdRoundTrips) {
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(80);
+  ASSERT_EQ(inet_pton(AF_INET6, "fe80::1", &sin6.sin6_addr), 1);
+  sin6.sin6_scope_id = 1;
+  auto a = SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&sin6), sizeof sin6);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->to_string(), "[fe80::1%1]:80");
+  auto back = SocketAddress::parse(a->to_string());
+  ASSERT_TRUE(back) << a->to_string();
+  EXPECT_EQ(*back, *a);
+  auto numeric = SocketAddress::parse("fe80::1%1", 80);
+  ASSERT_TRUE(numeric);
+  EXPECT_EQ(*numeric, *a);
+  // An interface name is looked up ("lo" is index 1 on Linux); an unknown one is an error.
+  if (unsigned lo = if_nametoindex("lo"); lo != 0) {
+    auto named = SocketAddress::parse("[fe80::1%lo]:80");
+    ASSERT_TRUE(named);
+    EXPECT_EQ(reinterpret_cast<const sockaddr_in6*>(named->data())->sin6_scope_id, lo);
+  }
+  EXPECT_FALSE(SocketAddress::parse("[fe80::1%no-such-interface0]:80"));
+  EXPECT_FALSE(SocketAddress::parse("[fe80::1%]:80"));
+  EXPECT_FALSE(SocketAddress::parse("127.0.0.1%1", 80));  // zones are IPv6 only
 }
 
 TEST(Address, ErrorMessagesAreReadable) {

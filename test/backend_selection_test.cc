@@ -98,7 +98,7 @@ TEST(BackendSelection, AutomaticPrefersIoUringWhenItWorks) {
   auto s = Scheduler::create();
   ASSERT_TRUE(s);
   EXPECT_EQ((*s)->backend_kind(), BackendKind::io_uring);
-  EXPECT_NE((*s)->backend().describe().find("flags="), std::string::npos);
+  EXPECT_NE((*s)->describe_backend().find("flags="), std::string::npos);
 }
 
 TEST(BackendSelection, ParsesNames) {

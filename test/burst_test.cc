@@ -29,7 +29,7 @@ constexpr int kPairs = 300;
 
 TEST_P(TinyRingTest, BurstOfCompletionsLosesNothing) {
   if (GetParam() == BackendKind::io_uring) {
-    EXPECT_NE(sched().backend().describe().find("sq=4 cq=8"), std::string::npos) << sched().backend().describe();
+    EXPECT_NE(sched().describe_backend().find("sq=4 cq=8"), std::string::npos) << sched().describe_backend();
   }
   auto body = []() -> Task<int> {
     std::vector<int> raw(kPairs * 2);
@@ -46,7 +46,7 @@ TEST_P(TinyRingTest, BurstOfCompletionsLosesNothing) {
     for (int i = 0; i < kPairs; ++i) {
       handles.push_back(spawn([](TcpSocket* s, int id, int* done) -> Task<void> {
         char buf[16];
-        auto n = co_await s->recv(buf, sizeof(buf), 10s);
+        auto n = co_await recv_exactly(*s, buf, sizeof(int), 10s);
         EXPECT_TRUE(n && *n == sizeof(int)) << (n ? "short" : n.error().message());
         int got = -1;
         if (n && *n == sizeof(int)) std::memcpy(&got, buf, sizeof(int));

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "galay-kernel/async/multi_listener.h"
-#include "galay-kernel/kernel/sync/latch.h"
+#include "galay-kernel/net/multi_listener.h"
+#include "galay-kernel/sync/latch.h"
 #include "support/runtime_harness.h"
 
 namespace galay::test {

@@ -171,10 +171,17 @@ TEST_P(SchedulerTest, IoCompletesWhileAnotherTaskKeepsTheLoopBusy) {
     }
   };
   auto reader = [](UnixStream* s, std::atomic<bool>* got) -> Task<bool> {
+    // Nothing is there yet, so the first recv waits on the backend. A stream may deliver
+    // the three bytes in pieces (chaos mode splits transfers), so read until all arrived.
     std::byte buf[8];
-    auto n = co_await s->recv(buf, sizeof buf);  // nothing there yet: waits on the backend
+    std::size_t total = 0;
+    while (total < 3) {
+      auto n = co_await s->recv(buf + total, sizeof buf - total);
+      if (!n || *n == 0) break;
+      total += *n;
+    }
     got->store(true);
-    co_return n&&* n == 3;
+    co_return total == 3;
   };
   std::uint64_t turns = 0;
   auto spin = sched().spawn(spinner(&got, &turns));

@@ -74,9 +74,14 @@ TEST_P(StreamReceiverTest, ExhaustedPoolDoesNotHangAnotherConnection) {
 
     // B: a receive is waiting, data arrives, but there is no buffer to put it in.
     auto b_wait = spawn([](StreamReceiver* rx) -> Task<std::string> {
-      auto c = co_await rx->recv(5s);
-      if (!c) co_return "error: " + c.error().message();
-      co_return std::string(reinterpret_cast<const char*>(c->data().data()), c->size());
+      std::string got;
+      while (got.size() < 12) {  // the bytes may come in several chunks
+        auto c = co_await rx->recv(5s);
+        if (!c) co_return "error: " + c.error().message();
+        if (c->empty()) break;
+        got.append(reinterpret_cast<const char*>(c->data().data()), c->size());
+      }
+      co_return got;
     }(&rx_b));
     EXPECT_TRUE(co_await b_client.send_all("hello from b"));
     co_await sleep_for(50ms);
@@ -108,9 +113,13 @@ TEST_P(StreamReceiverTest, TimeoutKeepsTheReceiverUsable) {
     CO_ASSERT_FALSE(r);
     EXPECT_EQ(r.error(), std::errc::timed_out);
     EXPECT_TRUE(co_await client.send_all("after timeout"));
-    auto c = co_await rx.recv(5s);
-    CO_ASSERT_TRUE(c && !c->empty());
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(c->data().data()), c->size()), "after timeout");
+    std::string got;
+    while (got.size() < 13) {  // the bytes may come in several chunks
+      auto c = co_await rx.recv(5s);
+      CO_ASSERT_TRUE(c && !c->empty());
+      got.append(reinterpret_cast<const char*>(c->data().data()), c->size());
+    }
+    EXPECT_EQ(got, "after timeout");
   };
   run(body());
 }
@@ -177,6 +186,80 @@ TEST_P(StreamReceiverTest, PoolRejectsBadSizes) {
     co_return;
   };
   run(body());
+}
+
+// ReceiverOptions::max_buffers: a receiver whose caller keeps its chunks stops at its share
+// of the pool (the rest of the data waits in the socket) and resumes once chunks are dropped.
+TEST_P(StreamReceiverTest, AReceiverStopsAtItsShareOfThePoolAndResumes) {
+  auto pool = BufferPool::create(sched(), 64, 1024);
+  ASSERT_TRUE(pool);
+  auto body = [](BufferPool* pool) -> Task<void> {
+    auto [client, server] = co_await loopback_tcp_pair();
+    StreamReceiver rx(server, *pool, ReceiverOptions{4});
+    std::string sent(64 * 1024, '\0');
+    for (std::size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>('a' + i % 23);
+    auto writer = spawn([](TcpSocket* c, const std::string* s) -> Task<bool> {
+      co_return static_cast<bool>(co_await c->send_all(*s, 10s));
+    }(&client, &sent));
+    std::vector<PooledChunk> kept;
+    std::string got;
+    for (int i = 0; i < 4; ++i) {  // keep four chunks
+      auto c = co_await rx.recv(5s);
+      CO_ASSERT_TRUE(c && !c->empty());
+      got.append(reinterpret_cast<const char*>(c->data().data()), c->size());
+      kept.push_back(std::move(*c));
+    }
+    co_await sleep_for(100ms);  // plenty of data waits; the receiver must not take more buffers
+    EXPECT_GE(pool->available(), 64u - 8u) << "a receiver limited to 4 buffers holds " << 64 - pool->available();
+    kept.clear();
+    while (got.size() < sent.size()) {
+      auto c = co_await rx.recv(5s);
+      CO_ASSERT_TRUE(c && !c->empty());
+      got.append(reinterpret_cast<const char*>(c->data().data()), c->size());
+    }
+    EXPECT_TRUE(got == sent) << "bytes lost or reordered across the stop";
+    EXPECT_TRUE(co_await writer);
+  };
+  run(body(pool->get()));
+  sched().shutdown();
+}
+
+// When the pool is dry, a buffer that comes back goes to a receiver that holds nothing
+// before one that already holds buffers.
+TEST_P(StreamReceiverTest, AReturnedBufferGoesFirstToAReceiverHoldingNothing) {
+  auto pool = BufferPool::create(sched(), 4, 1024);
+  ASSERT_TRUE(pool);
+  auto body = [](BufferPool* pool) -> Task<void> {
+    auto [a_client, a_server] = co_await loopback_tcp_pair();
+    auto [b_client, b_server] = co_await loopback_tcp_pair();
+    StreamReceiver rx_a(a_server, *pool);
+    StreamReceiver rx_b(b_server, *pool);
+    EXPECT_TRUE(co_await a_client.send_all(std::string(16 * 1024, 'a')));
+    std::vector<PooledChunk> a_held;
+    while (pool->available() > 0) {  // A takes every buffer
+      auto c = co_await rx_a.recv(2s);
+      CO_ASSERT_TRUE(c && !c->empty());
+      a_held.push_back(std::move(*c));
+    }
+    // Both wait: A for more of its (plentiful) data, B for its first bytes.
+    auto a_next =
+        spawn([](StreamReceiver* rx) -> Task<bool> { co_return static_cast<bool>(co_await rx->recv(5s)); }(&rx_a));
+    auto b_next = spawn([](StreamReceiver* rx) -> Task<std::string> {
+      auto c = co_await rx->recv(5s);
+      if (!c) co_return "error: " + c.error().message();
+      co_return std::string(reinterpret_cast<const char*>(c->data().data()), c->size());
+    }(&rx_b));
+    EXPECT_TRUE(co_await b_client.send_all(std::string("b")));
+    co_await sleep_for(30ms);
+    a_held.pop_back();  // one buffer comes back
+    co_await sleep_for(50ms);
+    EXPECT_TRUE(b_next.done()) << "the returned buffer went to the receiver that already held three";
+    EXPECT_EQ(co_await b_next, "b");
+    a_held.clear();
+    EXPECT_TRUE(co_await a_next);
+  };
+  run(body(pool->get()));
+  sched().shutdown();
 }
 
 GALAY_INSTANTIATE_ALL_BACKENDS(StreamReceiverTest);

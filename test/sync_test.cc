@@ -7,11 +7,11 @@
 #include <thread>
 #include <vector>
 
-#include "galay-kernel/kernel/sync/channel.h"
-#include "galay-kernel/kernel/sync/event.h"
-#include "galay-kernel/kernel/sync/latch.h"
-#include "galay-kernel/kernel/sync/mutex.h"
-#include "galay-kernel/kernel/sync/semaphore.h"
+#include "galay-kernel/sync/channel.h"
+#include "galay-kernel/sync/event.h"
+#include "galay-kernel/sync/latch.h"
+#include "galay-kernel/sync/mutex.h"
+#include "galay-kernel/sync/semaphore.h"
 #include "support/runtime_harness.h"
 
 namespace galay::test {

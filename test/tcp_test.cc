@@ -97,7 +97,7 @@ TEST_P(TcpTest, Ipv6Echo) {
     EXPECT_EQ(peer.family(), AddressFamily::ipv6);
     EXPECT_TRUE(co_await c->send_all("v6"));
     char b[2];
-    auto n = co_await s->recv(b, 2);
+    auto n = co_await recv_exactly(*s, b, 2);
     EXPECT_TRUE(n && *n == 2 && b[0] == 'v');
   };
   run(body());
@@ -310,7 +310,7 @@ TEST_P(TcpTest, RecvTimeoutLeavesSocketUsable) {
     EXPECT_EQ(r.error(), std::errc::timed_out);
     EXPECT_GE(Clock::now() - t0, 45ms);
     EXPECT_TRUE(co_await p.client.send_all("late"));
-    auto n = co_await p.server.recv(b, sizeof(b), 5s);
+    auto n = co_await recv_exactly(p.server, b, 4);
     EXPECT_TRUE(n && *n == 4);
   };
   run(body());
@@ -391,7 +391,7 @@ TEST_P(TcpTest, MovingASocketKeepsPendingStateSafe) {
     again = std::move(moved);
     EXPECT_TRUE(co_await p.client.send_all("abc"));
     char b[3];
-    auto n = co_await again.recv(b, 3);
+    auto n = co_await recv_exactly(again, b, 3);
     EXPECT_TRUE(n && *n == 3);
   };
   run(body());

@@ -157,8 +157,8 @@ TEST_P(ZeroCopyTest, BadArgumentsAreErrors) {
 // The io_uring backend says whether it uses SEND_ZC, so the tests below are known to cover it.
 TEST_P(ZeroCopyTest, IoUringReportsSendZcWhereTheKernelHasIt) {
   if (GetParam() != BackendKind::io_uring) GTEST_SKIP() << "io_uring only";
-  EXPECT_NE(sched().backend().describe().find("send-zc"), std::string::npos)
-      << "kernel 6.0+ has IORING_OP_SEND_ZC: " << sched().backend().describe();
+  EXPECT_NE(sched().describe_backend().find("send-zc"), std::string::npos)
+      << "kernel 6.0+ has IORING_OP_SEND_ZC: " << sched().describe_backend();
 }
 
 TEST_P(ZeroCopyTest, SendZeroCopyDeliversLargeBuffersIntact) {
@@ -255,7 +255,7 @@ TEST_P(ZeroCopyTest, ATimedOutZeroCopySendReturnsOnlyAfterTheKernelReleasedTheBu
     EXPECT_LT(state.got, big.size());
     EXPECT_FALSE(state.changed) << "the peer read bytes written after the send returned";
   };
-  const bool zc = sched().backend().describe().find("send-zc") != std::string::npos;
+  const bool zc = sched().describe_backend().find("send-zc") != std::string::npos;
   run(body(zc), 30s);
 }
 

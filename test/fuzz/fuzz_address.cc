@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "galay-kernel/common/address.h"
+#include "galay-kernel/net/address.h"
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "galay-kernel/galay-kernel.h"
+#include "galay-kernel/runtime/detail/chaos.h"
 
 namespace galay::test {
 
@@ -96,8 +97,26 @@ inline Task<std::pair<TcpSocket, TcpSocket>> loopback_tcp_pair() {
   co_return std::pair<TcpSocket, TcpSocket>(std::move(*c), std::move(accepted));
 }
 
-/// Number of open fds of this process (for leak checks).
+/// Receive exactly `len` bytes into `buf`: a stream may deliver them in several pieces
+/// (chaos mode makes that routine). Yields the bytes received, fewer only at EOF; or the
+/// first error.
+template <class Stream>
+Task<Expected<std::size_t>> recv_exactly(Stream& s, void* buf, std::size_t len,
+                                         Timeout timeout = std::chrono::seconds(5)) {
+  std::size_t have = 0;
+  while (have < len) {
+    auto n = co_await s.recv(static_cast<char*>(buf) + have, len - have, timeout);
+    if (!n) co_return n;
+    if (*n == 0) break;
+    have += *n;
+  }
+  co_return have;
+}
+
+/// Number of open fds of this process (for leak checks). Chaos mode's decoys (descriptors
+/// parked on freshly closed numbers) are checked and closed first: they are not leaks.
 inline int open_fd_count() {
+  chaos::retire_all();
   int n = 0;
   if (DIR* d = ::opendir("/proc/self/fd")) {
     while (::readdir(d) != nullptr) ++n;

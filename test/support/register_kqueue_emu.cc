@@ -1,6 +1,6 @@
 // Linux only: registers the kqueue backend, compiled against the kqueue emulation, so the
 // backend-parametrised suite runs on it as a third backend.
-#include "galay-kernel/kernel/kqueue/kqueue_backend.h"
+#include "galay-kernel/io/kqueue/kqueue_backend.h"
 
 namespace {
 const bool registered = [] {

@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "galay-kernel/galay-kernel.h"
-#include "galay-kernel/kernel/runtime.h"
+#include "galay-kernel/runtime/runtime.h"
 #include "support/harness.h"
 
 namespace galay::test {

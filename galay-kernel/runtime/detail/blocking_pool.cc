@@ -1,0 +1,274 @@
+#include "galay-kernel/runtime/detail/blocking_pool.h"
+
+#include <fcntl.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <limits>
+
+#include "galay-kernel/runtime/scheduler.h"
+
+namespace galay {
+namespace {
+
+// Where an op stands inside the pool (IoOp::backend_word), read and written under the lock.
+constexpr std::uint32_t kQueued = 1;
+constexpr std::uint32_t kRunning = 2;
+constexpr std::uint32_t kFinished = 3;
+
+std::int64_t sys(ssize_t r) noexcept { return r < 0 ? -static_cast<std::int64_t>(errno) : r; }
+
+}  // namespace
+
+// ---- BlockingPool ----
+
+BlockingPool& BlockingPool::shared() {
+  // Deliberately leaked: a scheduler destroyed during static destruction may still need it.
+  static BlockingPool* pool = new BlockingPool(kDefaultThreads);
+  return *pool;
+}
+
+BlockingPool::BlockingPool(std::size_t threads) {
+  threads_.reserve(threads);
+  for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) threads_.emplace_back([this] { worker(); });
+}
+
+BlockingPool::~BlockingPool() {
+  {
+    std::lock_guard lock(mutex_);
+    assert(ready_head_ == nullptr && "BlockingPool destroyed with queued work");
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+std::int64_t BlockingPool::perform(const IoOp& op) noexcept {
+  if (is_path_op(op.code)) return detail::perform_path_op(op);
+  if (op.offset > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) return -EINVAL;
+  const auto off = static_cast<off_t>(op.offset);
+  for (;;) {
+    std::int64_t r;
+    switch (op.code) {
+      case OpCode::read_at:
+        r = sys(::pread(op.fd, op.buf, op.len, off));
+        break;
+      case OpCode::write_at:
+        r = sys(::pwrite(op.fd, op.buf, op.len, off));
+        break;
+      case OpCode::readv_at:
+        r = sys(::preadv(op.fd, op.iov, op.iovcnt, off));
+        break;
+      case OpCode::writev_at:
+        r = sys(::pwritev(op.fd, op.iov, op.iovcnt, off));
+        break;
+      case OpCode::fsync:
+        r = sys(::fsync(op.fd));
+        break;
+      case OpCode::fdatasync:
+#if defined(__APPLE__)
+        r = sys(::fsync(op.fd));  // no fdatasync in Apple's libc
+#else
+        r = sys(::fdatasync(op.fd));
+#endif
+        break;
+      case OpCode::fallocate:
+#if defined(__linux__)
+        r = sys(::fallocate(op.fd, op.aux, off, static_cast<off_t>(op.len)));
+#elif defined(__FreeBSD__)
+        if (op.aux != 0) return -EOPNOTSUPP;
+        r = -static_cast<std::int64_t>(::posix_fallocate(op.fd, off, static_cast<off_t>(op.len)));
+#else
+        return -EOPNOTSUPP;
+#endif
+        break;
+      default:
+        return -EOPNOTSUPP;
+    }
+    if (r != -EINTR) return r;
+  }
+}
+
+void BlockingPool::make_ready(Client& c) noexcept {
+  if (c.in_ready_list_) return;
+  c.in_ready_list_ = true;
+  c.next_ready_ = nullptr;
+  if (ready_tail_)
+    ready_tail_->next_ready_ = &c;
+  else
+    ready_head_ = &c;
+  ready_tail_ = &c;
+}
+
+void BlockingPool::worker() noexcept {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || ready_head_ != nullptr; });
+    if (stop_) return;
+    // Take one op from the first client, and send that client to the back of the line so
+    // one busy scheduler cannot starve the others.
+    Client& c = *ready_head_;
+    ready_head_ = c.next_ready_;
+    if (ready_head_ == nullptr) ready_tail_ = nullptr;
+    c.in_ready_list_ = false;
+    IoOp* op = c.queue_.pop_front();
+    if (!c.queue_.empty()) make_ready(c);
+    op->backend_word = kRunning;
+    c.running_.push_back(op);
+
+    lock.unlock();
+    const std::int64_t result = perform(*op);
+    lock.lock();
+
+    c.running_.erase(std::find(c.running_.begin(), c.running_.end(), op));
+    op->backend_word = kFinished;
+    c.done_.push_back({op, result});
+    if (c.done_.size() == 1) {
+      c.has_done_.store(true, std::memory_order_release);
+      // Under the lock: the client (and the backend it wakes) cannot be destroyed before
+      // it has taken this result, which needs the lock.
+      c.wake_(c.wake_arg_);
+    }
+    c.done_cv_.notify_all();
+  }
+}
+
+// ---- BlockingPool::Client ----
+
+BlockingPool::Client::~Client() {
+  std::lock_guard lock(pool_.mutex_);
+  assert(queue_.empty() && running_.empty() && done_.empty() && pending_ == 0 &&
+         "BlockingPool::Client destroyed with ops in flight");
+}
+
+void BlockingPool::Client::submit(IoOp& op) noexcept {
+  ++pending_;
+  {
+    std::lock_guard lock(pool_.mutex_);
+    if (running_.capacity() == 0) {
+      // Allocate outside the workers' critical path, once per client.
+      running_.reserve(pool_.threads());
+      done_.reserve(64);
+    }
+    op.backend_word = kQueued;
+    queue_.push_back(&op);
+    pool_.make_ready(*this);
+  }
+  pool_.work_cv_.notify_one();
+}
+
+void BlockingPool::Client::take_queued(int fd, bool all, WaitList& out) noexcept {
+  for (IoOp* op = queue_.front(); op != nullptr;) {
+    IoOp* next = WaitList::next(op);
+    if (all || op->fd == fd) {
+      queue_.remove(op);
+      op->backend_word = 0;
+      out.push_back(op);
+    }
+    op = next;
+  }
+  unlink_if_idle();
+}
+
+void BlockingPool::Client::unlink_if_idle() noexcept {
+  // Workers expect every client in the ready list to have a queued op.
+  if (!queue_.empty() || !in_ready_list_) return;
+  Client* prev = nullptr;
+  Client** link = &pool_.ready_head_;
+  while (*link != this) {
+    prev = *link;
+    link = &(*link)->next_ready_;
+  }
+  *link = next_ready_;
+  if (pool_.ready_tail_ == this) pool_.ready_tail_ = prev;
+  in_ready_list_ = false;
+  next_ready_ = nullptr;
+}
+
+void BlockingPool::Client::cancel(IoOp& op) noexcept {
+  {
+    std::lock_guard lock(pool_.mutex_);
+    if (op.backend_word != kQueued) return;  // running or finished: its result is coming
+    queue_.remove(&op);
+    op.backend_word = 0;
+    unlink_if_idle();
+  }
+  --pending_;
+  sched_.complete(op, -ECANCELED);
+}
+
+void BlockingPool::Client::abandon(IoOp& op) noexcept {
+  op.waiter = std::noop_coroutine();  // its frame is going away: resume nothing
+  if (op.cancel_reason() == std::errc{}) op.set_cancel_reason(std::errc::operation_canceled);
+  cancel(op);
+  while (op.state == OpState::pending) {
+    std::unique_lock lock(pool_.mutex_);
+    wait_and_deliver(lock);
+  }
+}
+
+void BlockingPool::Client::release_fd(int fd) noexcept {
+  if (pending_ == 0) return;
+  WaitList cancelled;
+  {
+    std::unique_lock lock(pool_.mutex_);
+    take_queued(fd, false, cancelled);
+    auto busy = [&] { return std::any_of(running_.begin(), running_.end(), [fd](IoOp* op) { return op->fd == fd; }); };
+    done_cv_.wait(lock, [&] { return !busy(); });
+  }
+  while (IoOp* op = cancelled.pop_front()) {
+    --pending_;
+    sched_.complete(*op, -ECANCELED);
+  }
+  deliver();
+}
+
+void BlockingPool::Client::wait_and_deliver(std::unique_lock<std::mutex>& lock) noexcept {
+  done_cv_.wait(lock, [&] { return !done_.empty(); });
+  taken_.swap(done_);
+  has_done_.store(false, std::memory_order_relaxed);
+  lock.unlock();
+  complete_taken(taken_);
+}
+
+void BlockingPool::Client::complete_taken(std::vector<Done>& taken) noexcept {
+  for (const Done& d : taken) {
+    --pending_;
+    sched_.complete(*d.op, d.result);
+  }
+  taken.clear();
+}
+
+void BlockingPool::Client::deliver() noexcept {
+  if (!has_done_.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard lock(pool_.mutex_);
+    taken_.swap(done_);
+    has_done_.store(false, std::memory_order_relaxed);
+  }
+  complete_taken(taken_);
+}
+
+void BlockingPool::Client::cancel_all_and_drain() noexcept {
+  if (pending_ == 0) return;
+  WaitList cancelled;
+  {
+    std::lock_guard lock(pool_.mutex_);
+    take_queued(-1, true, cancelled);
+  }
+  while (IoOp* op = cancelled.pop_front()) {
+    --pending_;
+    sched_.complete(*op, -ECANCELED);
+  }
+  deliver();
+  while (pending_ > 0) {
+    std::unique_lock lock(pool_.mutex_);
+    wait_and_deliver(lock);
+  }
+}
+
+}  // namespace galay

@@ -1,0 +1,141 @@
+#pragma once
+/// @file blocking_pool.h
+/// BlockingPool: a few threads that run positioned file syscalls (pread, pwrite, preadv,
+/// pwritev, fsync, fdatasync, fallocate) and path syscalls (openat, statx, renameat,
+/// unlinkat, mkdirat, a directory's fsync, reading a directory) for the backends that have
+/// no asynchronous path for them:
+///  - epoll, for buffered (non-O_DIRECT) files and for fsync/fdatasync/fallocate: libaio
+///    would run those synchronously inside io_submit, stalling the loop; and every path op;
+///  - kqueue, for every file and path operation (kqueue cannot wait for regular files);
+///  - io_uring, for sync_dir and read_dir (no io_uring opcode does them) and for the path
+///    opcodes its kernel lacks.
+///
+/// A backend talks to the pool through its own BlockingPool::Client. Workers never resume
+/// anything: they put (op, result) into the client's mailbox and wake the backend (its
+/// Backend::wake(), i.e. the eventfd on epoll, EVFILT_USER on kqueue); the backend then
+/// calls Client::deliver() from poll(), which completes the ops through
+/// Scheduler::complete() on the scheduler's own thread.
+///
+/// Cancellation: an op still queued is taken back and completes at once with the cancel
+/// reason; an op whose syscall is running cannot be interrupted, so it completes when the
+/// syscall returns, with the syscall's result. Nothing is ever completed while a worker may
+/// still touch its buffer.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "galay-kernel/io/op.h"
+#include "galay-kernel/io/detail/wait_list.h"
+
+namespace galay {
+
+class Scheduler;
+
+namespace detail {
+/// Run a path op's syscalls (is_path_op(op.code)) on the calling thread: the value or
+/// -errno. Defined next to the awaitables that read the results, in fs/fs_ops.cc.
+std::int64_t perform_path_op(const IoOp& op) noexcept;
+}  // namespace detail
+
+class BlockingPool {
+ public:
+  class Client;
+
+  /// Threads in the shared pool: enough to overlap a few blocking syscalls (an fsync, a
+  /// page-cache miss) without competing with the event loops for the CPU.
+  static constexpr std::size_t kDefaultThreads = 4;
+
+  /// The process-wide pool, started on first use. It is never torn down (its threads idle
+  /// at exit), so schedulers destroyed during static destruction can still drain it.
+  static BlockingPool& shared();
+
+  explicit BlockingPool(std::size_t threads);
+  BlockingPool(const BlockingPool&) = delete;
+  BlockingPool& operator=(const BlockingPool&) = delete;
+  /// Stops and joins the threads. Every client must be gone.
+  ~BlockingPool();
+
+  std::size_t threads() const noexcept { return threads_.size(); }
+
+  /// Run `op`'s file or path syscall on the calling thread (retrying EINTR): bytes or 0, or -errno.
+  static std::int64_t perform(const IoOp& op) noexcept;
+
+ private:
+  void worker() noexcept;
+  void make_ready(Client& c) noexcept;  // queue `c` for the workers (pool lock held)
+
+  std::mutex mutex_;
+  std::condition_variable work_cv_;
+  Client* ready_head_ = nullptr;  // clients with queued ops, served round-robin
+  Client* ready_tail_ = nullptr;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+/// One backend's connection to a BlockingPool. Every method runs on the backend's thread;
+/// the workers reach the client only under the pool's lock.
+class BlockingPool::Client {
+ public:
+  /// `wake(wake_arg)` interrupts the backend's poll() (called by a worker, under the pool's
+  /// lock, when the first result lands in an empty mailbox); `sched` gets the completions.
+  Client(BlockingPool& pool, Scheduler& sched, void (*wake)(void*), void* wake_arg) noexcept
+      : pool_(pool), sched_(sched), wake_(wake), wake_arg_(wake_arg) {}
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  /// Requires pending() == 0 (cancel_all_and_drain() first).
+  ~Client();
+
+  /// Queue `op` (already marked pending); it completes later through Scheduler::complete().
+  void submit(IoOp& op) noexcept;
+  /// Backend::cancel: a queued op completes now with its cancel reason; a running one
+  /// completes when its syscall returns.
+  void cancel(IoOp& op) noexcept;
+  /// Backend::abandon: cancel, then wait until no worker touches `op` any more.
+  void abandon(IoOp& op) noexcept;
+  /// Call before closing `fd`: queued ops on it complete with operation_canceled, and this
+  /// waits for running ones, so no worker ever runs a syscall on a reused fd number.
+  void release_fd(int fd) noexcept;
+  /// Complete the ops whose results came back. Cheap (one atomic load) when there are none.
+  void deliver() noexcept;
+  /// Cancel every queued op, wait for the running ones, deliver everything.
+  void cancel_all_and_drain() noexcept;
+  /// Ops submitted and not yet completed.
+  std::size_t pending() const noexcept { return pending_; }
+
+ private:
+  friend class BlockingPool;
+  struct Done {
+    IoOp* op;
+    std::int64_t result;
+  };
+  // Wait (pool lock held) until a result arrives, then complete everything that has.
+  void wait_and_deliver(std::unique_lock<std::mutex>& lock) noexcept;
+  void complete_taken(std::vector<Done>& taken) noexcept;
+  void take_queued(int fd, bool all, WaitList& out) noexcept;  // pool lock held
+  void unlink_if_idle() noexcept;                              // pool lock held
+
+  BlockingPool& pool_;
+  Scheduler& sched_;
+  void (*wake_)(void*);
+  void* wake_arg_;
+  std::size_t pending_ = 0;  // backend thread only
+
+  // ---- guarded by pool_.mutex_ ----
+  WaitList queue_;              // submitted, not yet picked by a worker
+  std::vector<IoOp*> running_;  // picked by a worker, syscall in progress
+  std::vector<Done> done_;      // finished, not yet delivered
+  std::condition_variable done_cv_;
+  Client* next_ready_ = nullptr;
+  bool in_ready_list_ = false;
+
+  std::atomic<bool> has_done_{false};  // done_ is non-empty (lets deliver() skip the lock)
+  std::vector<Done> taken_;            // backend thread only: reused delivery buffer
+};
+
+}  // namespace galay
