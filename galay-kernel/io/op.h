@@ -3,8 +3,9 @@
 /// IoOp: the one description of an I/O operation that every backend consumes. It lives
 /// inside an awaitable in the coroutine frame, so starting an operation allocates nothing;
 /// backends keep a pointer to it (epoll's waiter list, io_uring's user_data) until they
-/// complete it through Scheduler::complete(). The per-backend difference is the backend's
-/// `start()` for each OpCode; this file is backend-neutral.
+/// finish it with IoOp::complete(): the op delivers itself, so no backend names the
+/// scheduler. The per-backend difference is the backend's `start()` for each OpCode; this
+/// file is backend-neutral.
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -155,6 +156,13 @@ class IoOp final : public Cancellable, private TimerNode {
 
   /// Cancellable: ask the backend to finish the operation early with `reason`.
   void cancel(std::errc reason) noexcept override;
+
+  /// Deliver the result: the one way a backend (or the blocking pool, or the accept gate)
+  /// finishes an op. Disarms the deadline, detaches the op from its cancel scope, turns
+  /// -ECANCELED into the cancel reason (timed_out for deadlines), marks the op done and
+  /// queues `waiter` on its scheduler. Scheduler thread only; the backend must not touch
+  /// the op afterwards.
+  void complete(std::int64_t res) noexcept;
 
   /// The result as an error_code (only meaningful when result < 0).
   std::error_code error() const noexcept {

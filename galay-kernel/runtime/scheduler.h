@@ -290,8 +290,6 @@ class Scheduler {
   /// Resume `h` from this scheduler's loop. From another thread this goes through the
   /// injection queue and wakes the loop if it sleeps.
   void schedule(std::coroutine_handle<> h) noexcept;
-  /// Deliver an op's result: disarm its deadline, detach it from its scope, queue its waiter.
-  void complete(IoOp& op, std::int64_t result) noexcept;
   /// Close `fd` now through the backend (pending ops complete with operation_canceled);
   /// accepts waiting out descriptor exhaustion may retry. For fd owners' destructors.
   void close_fd(int fd) noexcept;

@@ -9,8 +9,6 @@
 #include <cstring>
 #include <limits>
 
-#include "galay-kernel/runtime/scheduler.h"
-
 namespace galay {
 namespace {
 constexpr std::uint32_t kBacklog = std::numeric_limits<std::uint32_t>::max();  // IoOp::backend_word
@@ -105,7 +103,7 @@ void AioEngine::prepare(IoOp& op, unsigned index) noexcept {
 void AioEngine::fail(IoOp& op, std::int64_t result, bool async) noexcept {
   op.backend_word = 0;
   if (async) {
-    sched_.complete(op, result);
+    op.complete(result);
   } else {
     op.result = result;
     op.state = OpState::done;
@@ -190,7 +188,7 @@ void AioEngine::reap() noexcept {
       free_.push_back(index);
       op.backend_word = 0;
       --inflight_;
-      sched_.complete(op, static_cast<long>(events[i].res));
+      op.complete(static_cast<long>(events[i].res));
     }
     if (n < kReapBatch) break;
   }
@@ -218,7 +216,7 @@ void AioEngine::cancel(IoOp& op) noexcept {
     backlog_.remove(&op);
     --backlog_count_;
     op.backend_word = 0;
-    sched_.complete(op, -ECANCELED);
+    op.complete(-ECANCELED);
     return;
   }
   if (op.backend_word == 0) return;
@@ -232,7 +230,7 @@ void AioEngine::cancel(IoOp& op) noexcept {
     free_.push_back(index);
     op.backend_word = 0;
     --inflight_;
-    sched_.complete(op, static_cast<long>(ev.res));
+    op.complete(static_cast<long>(ev.res));
   }
 }
 
@@ -259,7 +257,7 @@ void AioEngine::cancel_all_and_drain() noexcept {
   while (IoOp* op = backlog_.pop_front()) {
     --backlog_count_;
     op->backend_word = 0;
-    sched_.complete(*op, -ECANCELED);
+    op->complete(-ECANCELED);
   }
   for (unsigned i = 0; i < capacity_ && inflight_ > 0; ++i)
     if (slots_[i].op != nullptr) cancel(*slots_[i].op);

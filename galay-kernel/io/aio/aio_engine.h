@@ -36,15 +36,13 @@
 
 namespace galay {
 
-class Scheduler;
-
 class AioEngine final : public KernelFileEngine {
  public:
   static constexpr unsigned kInitialSlots = 256;
   static constexpr unsigned kMaxSlots = 2048;
 
   /// `epfd`: the epoll set the completion eventfd joins (data.fd = event_fd()).
-  AioEngine(Scheduler& sched, int epfd) noexcept : sched_(sched), epfd_(epfd) {}
+  explicit AioEngine(int epfd) noexcept : epfd_(epfd) {}
   AioEngine(const AioEngine&) = delete;
   AioEngine& operator=(const AioEngine&) = delete;
   /// Requires pending() == 0 (cancel_all_and_drain() first).
@@ -89,14 +87,13 @@ class AioEngine final : public KernelFileEngine {
   void prepare(IoOp& op, unsigned index) noexcept;
   // Give `n` ops slots and submit them in one io_submit; the rest go to the FIFO. Ops
   // rejected at once are finished inline (`async` false: state=done, for start/start_batch)
-  // or through Scheduler::complete (`async` true: refills after a reap).
+  // or through IoOp::complete (`async` true: refills after a reap).
   void submit(IoOp* const* ops, std::size_t n, bool async) noexcept;
   void fail(IoOp& op, std::int64_t result, bool async) noexcept;
   void reap() noexcept;
   void wait_for_events() noexcept;  // blocks on the eventfd (drain/abandon only)
   void refill() noexcept;
 
-  Scheduler& sched_;
   int epfd_;
   int efd_ = -1;
   io_context_t ctx_{};

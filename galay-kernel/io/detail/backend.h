@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/io/backend_kind.h"
@@ -32,12 +33,12 @@ class Backend {
   virtual std::string describe() const = 0;
 
   /// Start `op`. Returns true if it is now pending: the backend will finish it later through
-  /// Scheduler::complete(). Returns false if it finished synchronously with op.result set.
+  /// IoOp::complete(). Returns false if it finished synchronously with op.result set.
   virtual bool start(IoOp& op) noexcept = 0;
 
   /// Start several ops as one group (FileBatch::submit()); the caller has marked each one
   /// pending and set its scheduler and waiter. On return each op is either still pending
-  /// (it completes later through Scheduler::complete(), never inside this call) or finished
+  /// (it completes later through IoOp::complete(), never inside this call) or finished
   /// now, with op.state == OpState::done and op.result set. The default starts the ops one
   /// by one. epoll overrides it to hand the libaio ops to the kernel in one io_submit;
   /// io_uring needs no override: start() only queues SQEs, so the whole group goes to the
@@ -48,7 +49,7 @@ class Backend {
   }
 
   /// Ask a pending op to finish early (op.cancel_reason is set). It still completes through
-  /// Scheduler::complete(), and only once the kernel no longer uses its buffers.
+  /// IoOp::complete(), and only once the kernel no longer uses its buffers.
   virtual void cancel(IoOp& op) noexcept = 0;
 
   /// The awaitable holding a pending op is being destroyed (scheduler shutdown). On return
@@ -102,18 +103,31 @@ class Backend {
 
 class Scheduler;
 
+/// What a backend is built with: the backend-specific part of Scheduler::Options, copied
+/// out so backends need not include the scheduler's header.
+struct BackendSettings {
+  unsigned io_uring_sq_entries = 1024;  ///< 0 means 1024
+  unsigned io_uring_cq_entries = 0;     ///< 0 means 8x the SQ
+};
+
 /// How a backend is built; registered per kind so optional backends (the kqueue emulation
 /// in tests) can plug in without the core knowing about them.
 struct BackendFactory {
   std::string (*probe)() = nullptr;  ///< "" if the backend can run here, else the reason it cannot
-  Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler) = nullptr;  ///< a backend for `scheduler`
+  /// A backend for `scheduler` (which it only passes on, e.g. to chaos mode; ops complete
+  /// themselves), set up as `settings` say.
+  Expected<std::unique_ptr<Backend>> (*create)(Scheduler& scheduler, const BackendSettings& settings) = nullptr;
 };
 
-/// BackendFactory::create for a backend class with `B(Scheduler&)` and
-/// `std::error_code init()`.
+/// BackendFactory::create for a backend class with `B(Scheduler&, const BackendSettings&)`
+/// or `B(Scheduler&)`, and `std::error_code init()`.
 template <class B>
-Expected<std::unique_ptr<Backend>> make_backend(Scheduler& scheduler) {
-  auto backend = std::make_unique<B>(scheduler);
+Expected<std::unique_ptr<Backend>> make_backend(Scheduler& scheduler, const BackendSettings& settings) {
+  std::unique_ptr<B> backend;
+  if constexpr (std::is_constructible_v<B, Scheduler&, const BackendSettings&>)
+    backend = std::make_unique<B>(scheduler, settings);
+  else
+    backend = std::make_unique<B>(scheduler);
   if (auto ec = backend->init()) return make_error(ec);
   return std::unique_ptr<Backend>(std::move(backend));
 }

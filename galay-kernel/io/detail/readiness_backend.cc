@@ -8,7 +8,7 @@ ReadinessBackend::ReadinessBackend(Scheduler& sched) noexcept
     : sched_(sched),
       engine_(sched, *this),
       pool_(
-          BlockingPool::shared(), sched, [](void* self) { static_cast<ReadinessBackend*>(self)->wake(); }, this) {}
+          BlockingPool::shared(), [](void* self) { static_cast<ReadinessBackend*>(self)->wake(); }, this) {}
 
 ReadinessBackend::~ReadinessBackend() = default;
 

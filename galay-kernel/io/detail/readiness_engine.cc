@@ -13,7 +13,6 @@
 #include <cstring>
 
 #include "galay-kernel/runtime/detail/chaos.h"
-#include "galay-kernel/runtime/scheduler.h"
 
 namespace galay {
 namespace {
@@ -195,17 +194,17 @@ void ReadinessEngine::cancel(IoOp& op) noexcept {
     if (FdSlot* s = find_slot(op.fd)) {
       const std::int64_t r = perform(op, *s);
       if (r != -EAGAIN && unpark(op)) {
-        sched_.complete(op, r);
+        op.complete(r);
         return;
       }
     }
   }
-  if (unpark(op)) sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason()));
+  if (unpark(op)) op.complete(-static_cast<std::int64_t>(op.cancel_reason()));
 }
 
 void ReadinessEngine::finish(IoOp& op, std::int64_t result) noexcept {
   --pending_;
-  sched_.complete(op, result);
+  op.complete(result);
 }
 
 std::int64_t ReadinessEngine::close_now(int fd) noexcept {

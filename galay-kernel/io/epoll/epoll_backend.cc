@@ -76,7 +76,7 @@ class EpollBackend final : public ReadinessBackend {
   // file ops to the blocking pool.
   KernelFileEngine* file_engine_for(IoOp& op) noexcept override {
     if (!AioEngine::eligible(op)) return nullptr;
-    if (!aio_) aio_ = std::make_unique<AioEngine>(scheduler(), epfd_);
+    if (!aio_) aio_ = std::make_unique<AioEngine>(epfd_);
     return aio_->accepts(op) ? aio_.get() : nullptr;
   }
   KernelFileEngine* started_file_engine() const noexcept override { return aio_.get(); }

@@ -21,7 +21,6 @@
 #include "galay-kernel/runtime/detail/blocking_pool.h"
 #include "galay-kernel/runtime/detail/chaos.h"
 #include "galay-kernel/io/fault_injection.h"
-#include "galay-kernel/runtime/scheduler.h"
 #include "galay-kernel/io/detail/wait_list.h"
 
 namespace galay {
@@ -129,8 +128,8 @@ std::string probe_io_uring() {
 
 class IoUringBackend final : public Backend {
  public:
-  explicit IoUringBackend(Scheduler& sched)
-      : sched_(sched), pool_(BlockingPool::shared(), sched, &IoUringBackend::wake_from_pool, this) {}
+  IoUringBackend(Scheduler& sched, const BackendSettings& settings)
+      : sched_(sched), settings_(settings), pool_(BlockingPool::shared(), &IoUringBackend::wake_from_pool, this) {}
 
   ~IoUringBackend() override {
     if (!ring_ready_) return;
@@ -156,9 +155,8 @@ class IoUringBackend final : public Backend {
         IORING_SETUP_SUBMIT_ALL,
         0,
     };
-    const unsigned sq_entries = sched_.options().io_uring_sq_entries ? sched_.options().io_uring_sq_entries : 1024;
-    const unsigned cq_entries =
-        sched_.options().io_uring_cq_entries ? sched_.options().io_uring_cq_entries : 8 * sq_entries;
+    const unsigned sq_entries = settings_.io_uring_sq_entries ? settings_.io_uring_sq_entries : 1024;
+    const unsigned cq_entries = settings_.io_uring_cq_entries ? settings_.io_uring_cq_entries : 8 * sq_entries;
     int r = -EINVAL;
     for (unsigned flags : attempts) {
       io_uring_params p{};
@@ -259,7 +257,7 @@ class IoUringBackend final : public Backend {
       // what arrives meanwhile queues in the receiver/acceptor.
       st->waiting = nullptr;
       --pending_;
-      sched_.complete(op, -static_cast<std::int64_t>(op.cancel_reason()));
+      op.complete(-static_cast<std::int64_t>(op.cancel_reason()));
       return;
     }
     io_uring_sqe* sqe = get_sqe();
@@ -676,7 +674,7 @@ class IoUringBackend final : public Backend {
     }
     if (IoOp* op = std::exchange(st.waiting, nullptr)) {
       --pending_;
-      sched_.complete(*op, res);
+      op->complete(res);
       return;
     }
     if (res >= 0) {
@@ -768,7 +766,7 @@ class IoUringBackend final : public Backend {
       if (deliver_now(st, op)) {
         st.waiting = nullptr;
         --pending_;
-        sched_.complete(op, op.result);
+        op.complete(op.result);
       } else if (!st.armed && !st.starved && !st.capped && !draining_) {
         arm_multishot(st);
       }
@@ -843,7 +841,7 @@ class IoUringBackend final : public Backend {
       untrack(op);
     else if (res == 0)
       chaos::after_close(&sched_, op.fd);
-    sched_.complete(op, res);
+    op.complete(res);
   }
 
   // ---- per-fd bookkeeping ----
@@ -912,11 +910,12 @@ class IoUringBackend final : public Backend {
     drop_queued(st);
     if (IoOp* op = std::exchange(st.waiting, nullptr)) {
       --pending_;
-      sched_.complete(*op, -ECANCELED);
+      op->complete(-ECANCELED);
     }
   }
 
-  Scheduler& sched_;
+  Scheduler& sched_;  // only passed on to chaos mode
+  BackendSettings settings_;
   io_uring ring_{};
   bool ring_ready_ = false;
   bool registered_ring_fd_ = false;

@@ -33,7 +33,7 @@ void AcceptGate::open() noexcept {
       parked_.push_back(op);
       continue;
     }
-    if (!op->start_now()) sched_.complete(*op, op->result);
+    if (!op->start_now()) op->complete(op->result);
   }
 }
 
@@ -42,7 +42,7 @@ void AcceptGate::fd_closed(int fd) noexcept {
     IoOp* next = WaitList::next(op);
     if (op->fd == fd) {
       parked_.remove(op);
-      sched_.complete(*op, -ECANCELED);
+      op->complete(-ECANCELED);
     }
     op = next;
   }
@@ -50,7 +50,7 @@ void AcceptGate::fd_closed(int fd) noexcept {
 }
 
 void AcceptGate::cancel_all() noexcept {
-  while (IoOp* op = parked_.pop_front()) sched_.complete(*op, -ECANCELED);
+  while (IoOp* op = parked_.pop_front()) op->complete(-ECANCELED);
   closed_ = false;
   sched_.timers().cancel(*this);
 }

@@ -10,8 +10,6 @@
 #include <cerrno>
 #include <limits>
 
-#include "galay-kernel/runtime/scheduler.h"
-
 namespace galay {
 namespace {
 
@@ -198,7 +196,7 @@ void BlockingPool::Client::cancel(IoOp& op) noexcept {
     unlink_if_idle();
   }
   --pending_;
-  sched_.complete(op, -ECANCELED);
+  op.complete(-ECANCELED);
 }
 
 void BlockingPool::Client::abandon(IoOp& op) noexcept {
@@ -222,7 +220,7 @@ void BlockingPool::Client::release_fd(int fd) noexcept {
   }
   while (IoOp* op = cancelled.pop_front()) {
     --pending_;
-    sched_.complete(*op, -ECANCELED);
+    op->complete(-ECANCELED);
   }
   deliver();
 }
@@ -238,7 +236,7 @@ void BlockingPool::Client::wait_and_deliver(std::unique_lock<std::mutex>& lock) 
 void BlockingPool::Client::complete_taken(std::vector<Done>& taken) noexcept {
   for (const Done& d : taken) {
     --pending_;
-    sched_.complete(*d.op, d.result);
+    d.op->complete(d.result);
   }
   taken.clear();
 }
@@ -262,7 +260,7 @@ void BlockingPool::Client::cancel_all_and_drain() noexcept {
   }
   while (IoOp* op = cancelled.pop_front()) {
     --pending_;
-    sched_.complete(*op, -ECANCELED);
+    op->complete(-ECANCELED);
   }
   deliver();
   while (pending_ > 0) {

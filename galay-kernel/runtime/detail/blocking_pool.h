@@ -14,7 +14,7 @@
 /// anything: they put (op, result) into the client's mailbox and wake the backend (its
 /// Backend::wake(), i.e. the eventfd on epoll, EVFILT_USER on kqueue); the backend then
 /// calls Client::deliver() from poll(), which completes the ops through
-/// Scheduler::complete() on the scheduler's own thread.
+/// IoOp::complete() on the scheduler's own thread.
 ///
 /// Cancellation: an op still queued is taken back and completes at once with the cancel
 /// reason; an op whose syscall is running cannot be interrupted, so it completes when the
@@ -34,8 +34,6 @@
 #include "galay-kernel/io/detail/wait_list.h"
 
 namespace galay {
-
-class Scheduler;
 
 namespace detail {
 /// Run a path op's syscalls (is_path_op(op.code)) on the calling thread: the value or
@@ -83,15 +81,15 @@ class BlockingPool {
 class BlockingPool::Client {
  public:
   /// `wake(wake_arg)` interrupts the backend's poll() (called by a worker, under the pool's
-  /// lock, when the first result lands in an empty mailbox); `sched` gets the completions.
-  Client(BlockingPool& pool, Scheduler& sched, void (*wake)(void*), void* wake_arg) noexcept
-      : pool_(pool), sched_(sched), wake_(wake), wake_arg_(wake_arg) {}
+  /// lock, when the first result lands in an empty mailbox).
+  Client(BlockingPool& pool, void (*wake)(void*), void* wake_arg) noexcept
+      : pool_(pool), wake_(wake), wake_arg_(wake_arg) {}
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
   /// Requires pending() == 0 (cancel_all_and_drain() first).
   ~Client();
 
-  /// Queue `op` (already marked pending); it completes later through Scheduler::complete().
+  /// Queue `op` (already marked pending); it completes later through IoOp::complete().
   void submit(IoOp& op) noexcept;
   /// Backend::cancel: a queued op completes now with its cancel reason; a running one
   /// completes when its syscall returns.
@@ -121,7 +119,6 @@ class BlockingPool::Client {
   void unlink_if_idle() noexcept;                              // pool lock held
 
   BlockingPool& pool_;
-  Scheduler& sched_;
   void (*wake_)(void*);
   void* wake_arg_;
   std::size_t pending_ = 0;  // backend thread only
