@@ -19,7 +19,6 @@
 
 namespace galay {
 
-
 IoOp::IoOp(IoOp&& o) noexcept
     : Cancellable(o),
       TimerNode(),

@@ -1,5 +1,7 @@
 #include "galay-kernel/runtime/runtime.h"
 
+#include "galay-kernel/runtime/detail/blocking_pool.h"
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -37,98 +39,6 @@ void nap(std::chrono::microseconds& d) {
 }
 }  // namespace
 
-// ---- blocking threads ----
-
-namespace detail {
-
-bool BlockingThreads::submit(BlockingJob* job) {
-  std::unique_lock lock(mutex_);
-  if (closed_) return false;
-  job->state = BlockingJob::State::queued;
-  job->next = nullptr;
-  job->prev = tail_;
-  if (tail_)
-    tail_->next = job;
-  else
-    head_ = job;
-  tail_ = job;
-  if (idle_ > 0) {
-    lock.unlock();
-    work_cv_.notify_one();
-  } else if (threads_.size() < max_) {
-    threads_.emplace_back([this] { worker(); });
-  }
-  return true;
-}
-
-bool BlockingThreads::unqueue(BlockingJob* job) noexcept {
-  std::lock_guard lock(mutex_);
-  if (job->state != BlockingJob::State::queued) return false;
-  if (job->prev)
-    job->prev->next = job->next;
-  else
-    head_ = job->next;
-  if (job->next)
-    job->next->prev = job->prev;
-  else
-    tail_ = job->prev;
-  job->prev = job->next = nullptr;
-  job->state = BlockingJob::State::idle;
-  return true;
-}
-
-void BlockingThreads::forget(BlockingJob* job) noexcept {
-  if (unqueue(job)) return;
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [&] { return job->state != BlockingJob::State::running; });
-}
-
-void BlockingThreads::close_and_join() noexcept {
-  std::vector<std::thread> threads;
-  {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    for (BlockingJob* j = head_; j != nullptr; j = j->next) j->state = BlockingJob::State::dropped;
-    head_ = tail_ = nullptr;
-    threads.swap(threads_);
-  }
-  work_cv_.notify_all();
-  for (auto& t : threads) t.join();
-}
-
-void BlockingThreads::worker() noexcept {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    ++idle_;
-    work_cv_.wait(lock, [&] { return closed_ || head_ != nullptr; });
-    --idle_;
-    if (head_ == nullptr) return;  // closed and drained
-    BlockingJob* job = head_;
-    head_ = job->next;
-    if (head_)
-      head_->prev = nullptr;
-    else
-      tail_ = nullptr;
-    job->prev = job->next = nullptr;
-    job->state = BlockingJob::State::running;
-    lock.unlock();
-    job->run(job);
-    lock.lock();
-    job->state = BlockingJob::State::done;
-    // Read under the lock: once `done` is visible, forget() may let the frame go.
-    std::coroutine_handle<> h = job->handle;
-    Scheduler* s = job->sched;
-    done_cv_.notify_all();
-    lock.unlock();
-    // The frame stays suspended until `s` resumes it, so `h` is valid here. A stopped
-    // scheduler keeps it queued and destroys the frame itself at teardown.
-    s->schedule(h);
-    lock.lock();
-  }
-}
-
-}  // namespace detail
-
 // ---- Builder / start-up ----
 
 Expected<std::unique_ptr<Runtime>> Runtime::Builder::build() const {
@@ -141,7 +51,7 @@ Runtime::Runtime(Config config) : config_(config) {
   n_ = config_.threads != 0 ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
   workers_ = std::make_unique<Worker[]>(n_);
   scheds_.assign(n_, nullptr);
-  blocking_ = std::make_unique<detail::BlockingThreads>(config_.blocking_threads);
+  blocking_ = std::make_unique<BlockingPool>(config_.blocking_threads, 0);  // threads start on demand
 }
 
 Runtime* Runtime::current() noexcept { return tls_runtime; }

@@ -47,6 +47,7 @@
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/io/backend_kind.h"
 #include "galay-kernel/coro/cancel.h"
+#include "galay-kernel/runtime/blocking_job.h"
 #include "galay-kernel/runtime/scheduler.h"
 #include "galay-kernel/sync/event.h"
 #include "galay-kernel/coro/task.h"
@@ -57,50 +58,6 @@ namespace galay {
 class Runtime;
 
 namespace detail {
-
-/// One piece of work for the runtime's blocking threads. Lives in the awaiting frame.
-struct BlockingJob {
-  enum class State : std::uint8_t { idle, queued, running, done, dropped };
-  void (*run)(BlockingJob*) noexcept = nullptr;  // runs the user's function, stores the result
-  BlockingJob* prev = nullptr;                   // pool queue links (pool lock)
-  BlockingJob* next = nullptr;
-  std::coroutine_handle<> handle;  // resumed on `sched` when done
-  Scheduler* sched = nullptr;
-  State state = State::idle;  // guarded by the pool lock
-};
-
-/// A small pool of threads for blocking calls (spawn_blocking). Threads start on demand,
-/// up to a maximum, and live until close_and_join().
-class BlockingThreads {
- public:
-  explicit BlockingThreads(std::size_t max_threads) noexcept : max_(max_threads == 0 ? 1 : max_threads) {}
-  BlockingThreads(const BlockingThreads&) = delete;
-  BlockingThreads& operator=(const BlockingThreads&) = delete;
-  ~BlockingThreads() { close_and_join(); }
-
-  /// Queue `job`; false once closed.
-  bool submit(BlockingJob* job);
-  /// Take `job` back if it has not started; true if it was taken back.
-  bool unqueue(BlockingJob* job) noexcept;
-  /// The job's frame is going away: unqueue it, or wait until it has finished running.
-  void forget(BlockingJob* job) noexcept;
-  /// Refuse new jobs, drop queued ones (their waiters are never resumed: their schedulers
-  /// have stopped), finish running ones and join the threads.
-  void close_and_join() noexcept;
-
- private:
-  void worker() noexcept;
-
-  std::mutex mutex_;
-  std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
-  BlockingJob* head_ = nullptr;
-  BlockingJob* tail_ = nullptr;
-  std::vector<std::thread> threads_;
-  std::size_t idle_ = 0;
-  std::size_t max_;
-  bool closed_ = false;
-};
 
 /// Resume-anywhere coroutine for Runtime internals: runs `fn` once when scheduled, then
 /// frees itself. Not a root task: it has no CancelScope and no JoinHandle.
@@ -252,13 +209,11 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
   using Result = std::invoke_result_t<Fn&>;
 
   /// Run `fn` on `pool` when awaited.
-  BlockingAwaitable(detail::BlockingThreads& pool, Fn fn) : pool_(pool), fn_(std::move(fn)) {
-    run = &BlockingAwaitable::invoke;
-  }
+  BlockingAwaitable(BlockingPool& pool, Fn fn) : pool_(pool), fn_(std::move(fn)) { run = &BlockingAwaitable::invoke; }
   BlockingAwaitable(const BlockingAwaitable&) = delete;
   BlockingAwaitable& operator=(const BlockingAwaitable&) = delete;
   ~BlockingAwaitable() {
-    if (submitted_) pool_.forget(this);
+    if (submitted_) detail::forget_blocking(pool_, *this);
     if (scope_ != nullptr) scope_->clear_pending(this);
   }
 
@@ -278,7 +233,7 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
       return false;
     }
     handle = h;
-    if (!pool_.submit(this)) {
+    if (!detail::submit_blocking(pool_, *this)) {
       cancelled_ = std::errc::operation_canceled;  // the runtime is shutting down
       return false;
     }
@@ -302,7 +257,7 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
 
   /// Cancellable: only a job that has not started can be taken back.
   void cancel(std::errc reason) noexcept override {
-    if (!pool_.unqueue(this)) return;
+    if (!detail::unqueue_blocking(pool_, *this)) return;
     cancelled_ = reason;
     if (scope_ != nullptr) {
       scope_->clear_pending(this);
@@ -327,7 +282,7 @@ class [[nodiscard]] BlockingAwaitable final : public Cancellable, private detail
   }
 
   using Stored = std::conditional_t<std::is_void_v<Result>, std::monostate, Result>;
-  detail::BlockingThreads& pool_;
+  BlockingPool& pool_;
   Fn fn_;
   std::optional<Stored> value_;
   std::exception_ptr error_;
@@ -462,7 +417,7 @@ class Runtime {
   BackendKind kind_ = BackendKind::automatic;
   std::unique_ptr<Worker[]> workers_;
   std::vector<Scheduler*> scheds_;
-  std::unique_ptr<detail::BlockingThreads> blocking_;
+  std::unique_ptr<BlockingPool> blocking_;  // spawn_blocking's threads (runtime/detail/blocking_pool.h)
   sync::Event stop_event_;
 
   alignas(64) std::atomic<std::int64_t> external_spawns_{0};  // spawns in progress on non-worker threads

@@ -50,7 +50,7 @@ class EpollBackend final : public ReadinessBackend {
   std::string describe() const override {
     return "epoll edge-triggered, persistent registration, eventfd wakeup; files: " +
            (aio_ ? aio_->describe() : std::string("libaio for O_DIRECT: not started")) + ", buffered via a " +
-           std::to_string(BlockingPool::shared().threads()) + "-thread pool";
+           std::to_string(BlockingPool::shared().max_threads()) + "-thread pool";
   }
 
   void wake() noexcept override {

@@ -39,7 +39,7 @@ class KqueueBackend final : public ReadinessBackend {
   BackendKind kind() const noexcept override { return BackendKind::kqueue; }
   std::string describe() const override {
     return "kqueue EV_CLEAR, persistent registration, EVFILT_USER wakeup; files via a " +
-           std::to_string(BlockingPool::shared().threads()) + "-thread pool";
+           std::to_string(BlockingPool::shared().max_threads()) + "-thread pool";
   }
 
   void wake() noexcept override {

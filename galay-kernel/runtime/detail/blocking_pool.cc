@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <limits>
 
+#include "galay-kernel/runtime/scheduler.h"  // a finished job resumes its task through schedule()
+
 namespace galay {
 namespace {
 
@@ -26,24 +28,98 @@ std::int64_t sys(ssize_t r) noexcept { return r < 0 ? -static_cast<std::int64_t>
 
 BlockingPool& BlockingPool::shared() {
   // Deliberately leaked: a scheduler destroyed during static destruction may still need it.
-  static BlockingPool* pool = new BlockingPool(kDefaultThreads);
+  static BlockingPool* pool = new BlockingPool(kDefaultThreads, kDefaultThreads);
   return *pool;
 }
 
-BlockingPool::BlockingPool(std::size_t threads) {
-  threads_.reserve(threads);
-  for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) threads_.emplace_back([this] { worker(); });
+BlockingPool::BlockingPool(std::size_t max_threads, std::size_t started_threads)
+    : max_(std::max<std::size_t>(max_threads, 1)) {
+  threads_.reserve(max_);
+  for (std::size_t i = 0; i < std::min(started_threads, max_); ++i) threads_.emplace_back([this] { worker(); });
 }
 
-BlockingPool::~BlockingPool() {
+BlockingPool::~BlockingPool() { close_and_join(); }
+
+void BlockingPool::close_and_join() noexcept {
+  std::vector<std::thread> threads;
   {
     std::lock_guard lock(mutex_);
-    assert(ready_head_ == nullptr && "BlockingPool destroyed with queued work");
-    stop_ = true;
+    assert(ready_head_ == nullptr && "BlockingPool closed with queued ops");
+    closed_ = true;
+    while (detail::BlockingJob* job = jobs_.pop_front()) job->state = detail::BlockingJob::State::dropped;
+    queued_jobs_ = 0;
+    threads.swap(threads_);
   }
   work_cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads) t.join();
 }
+
+bool BlockingPool::grow_for(std::size_t queued) noexcept {
+  if (idle_ >= queued) return true;  // an idle thread takes it
+  if (threads_.size() < max_) {
+    try {
+      threads_.emplace_back([this] { worker(); });
+    } catch (...) {
+      // No thread now: the work waits for a running one (there is at least one unless the
+      // pool started none and this is its first; then the next submission tries again).
+    }
+  }
+  return idle_ > 0;
+}
+
+// ---- jobs ----
+
+bool BlockingPool::submit(detail::BlockingJob& job) {
+  std::unique_lock lock(mutex_);
+  if (closed_) return false;
+  job.state = detail::BlockingJob::State::queued;
+  jobs_.push_back(&job);
+  ++queued_jobs_;
+  const bool notify = grow_for(queued_jobs_);
+  lock.unlock();
+  if (notify) work_cv_.notify_one();
+  return true;
+}
+
+bool BlockingPool::unqueue(detail::BlockingJob& job) noexcept {
+  std::lock_guard lock(mutex_);
+  if (job.state != detail::BlockingJob::State::queued) return false;
+  jobs_.remove(&job);
+  --queued_jobs_;
+  job.state = detail::BlockingJob::State::idle;
+  return true;
+}
+
+void BlockingPool::forget(detail::BlockingJob& job) noexcept {
+  if (unqueue(job)) return;
+  std::unique_lock lock(mutex_);
+  job_done_cv_.wait(lock, [&] { return job.state != detail::BlockingJob::State::running; });
+}
+
+void BlockingPool::run_job(std::unique_lock<std::mutex>& lock) noexcept {
+  detail::BlockingJob* job = jobs_.pop_front();
+  --queued_jobs_;
+  job->state = detail::BlockingJob::State::running;
+  lock.unlock();
+  job->run(job);
+  lock.lock();
+  job->state = detail::BlockingJob::State::done;
+  // Read under the lock: once `done` is visible, forget() may let the frame go.
+  const std::coroutine_handle<> h = job->handle;
+  Scheduler* const s = job->sched;
+  job_done_cv_.notify_all();
+  lock.unlock();
+  // The frame stays suspended until `s` resumes it, so `h` is valid here. A stopped
+  // scheduler keeps it queued and destroys the frame itself at teardown.
+  s->schedule(h);
+  lock.lock();
+}
+
+namespace detail {
+bool submit_blocking(BlockingPool& pool, BlockingJob& job) { return pool.submit(job); }
+bool unqueue_blocking(BlockingPool& pool, BlockingJob& job) noexcept { return pool.unqueue(job); }
+void forget_blocking(BlockingPool& pool, BlockingJob& job) noexcept { pool.forget(job); }
+}  // namespace detail
 
 std::int64_t BlockingPool::perform(const IoOp& op) noexcept {
   if (is_path_op(op.code)) return detail::perform_path_op(op);
@@ -105,34 +181,45 @@ void BlockingPool::make_ready(Client& c) noexcept {
 void BlockingPool::worker() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || ready_head_ != nullptr; });
-    if (stop_) return;
-    // Take one op from the first client, and send that client to the back of the line so
-    // one busy scheduler cannot starve the others.
-    Client& c = *ready_head_;
-    ready_head_ = c.next_ready_;
-    if (ready_head_ == nullptr) ready_tail_ = nullptr;
-    c.in_ready_list_ = false;
-    IoOp* op = c.queue_.pop_front();
-    if (!c.queue_.empty()) make_ready(c);
-    op->backend_word = kRunning;
-    c.running_.push_back(op);
-
-    lock.unlock();
-    const std::int64_t result = perform(*op);
-    lock.lock();
-
-    c.running_.erase(std::find(c.running_.begin(), c.running_.end(), op));
-    op->backend_word = kFinished;
-    c.done_.push_back({op, result});
-    if (c.done_.size() == 1) {
-      c.has_done_.store(true, std::memory_order_release);
-      // Under the lock: the client (and the backend it wakes) cannot be destroyed before
-      // it has taken this result, which needs the lock.
-      c.wake_(c.wake_arg_);
+    ++idle_;
+    work_cv_.wait(lock, [&] { return closed_ || !jobs_.empty() || ready_head_ != nullptr; });
+    --idle_;
+    if (!jobs_.empty()) {
+      run_job(lock);
+    } else if (ready_head_ != nullptr) {
+      run_op(lock);
+    } else {
+      return;  // closed, and nothing is left
     }
-    c.done_cv_.notify_all();
   }
+}
+
+void BlockingPool::run_op(std::unique_lock<std::mutex>& lock) noexcept {
+  // Take one op from the first client, and send that client to the back of the line so
+  // one busy scheduler cannot starve the others.
+  Client& c = *ready_head_;
+  ready_head_ = c.next_ready_;
+  if (ready_head_ == nullptr) ready_tail_ = nullptr;
+  c.in_ready_list_ = false;
+  IoOp* op = c.queue_.pop_front();
+  if (!c.queue_.empty()) make_ready(c);
+  op->backend_word = kRunning;
+  c.running_.push_back(op);
+
+  lock.unlock();
+  const std::int64_t result = perform(*op);
+  lock.lock();
+
+  c.running_.erase(std::find(c.running_.begin(), c.running_.end(), op));
+  op->backend_word = kFinished;
+  c.done_.push_back({op, result});
+  if (c.done_.size() == 1) {
+    c.has_done_.store(true, std::memory_order_release);
+    // Under the lock: the client (and the backend it wakes) cannot be destroyed before
+    // it has taken this result, which needs the lock.
+    c.wake_(c.wake_arg_);
+  }
+  c.done_cv_.notify_all();
 }
 
 // ---- BlockingPool::Client ----
@@ -145,18 +232,20 @@ BlockingPool::Client::~Client() {
 
 void BlockingPool::Client::submit(IoOp& op) noexcept {
   ++pending_;
+  bool notify = false;
   {
     std::lock_guard lock(pool_.mutex_);
     if (running_.capacity() == 0) {
       // Allocate outside the workers' critical path, once per client.
-      running_.reserve(pool_.threads());
+      running_.reserve(pool_.max_threads());
       done_.reserve(64);
     }
     op.backend_word = kQueued;
     queue_.push_back(&op);
     pool_.make_ready(*this);
+    notify = pool_.grow_for(1);
   }
-  pool_.work_cv_.notify_one();
+  if (notify) pool_.work_cv_.notify_one();
 }
 
 void BlockingPool::Client::take_queued(int fd, bool all, WaitList& out) noexcept {

@@ -1,6 +1,9 @@
 #pragma once
 /// @file blocking_pool.h
-/// BlockingPool: a few threads that run positioned file syscalls (pread, pwrite, preadv,
+/// BlockingPool: the library's one pool of blocking threads. It runs two kinds of work:
+///  - jobs: any function, for Runtime::spawn_blocking (detail::BlockingJob, in the awaiting
+///    frame); the awaiting task is resumed on its own scheduler when the job has run;
+///  - ops: positioned file syscalls (pread, pwrite, preadv,
 /// pwritev, fsync, fdatasync, fallocate) and path syscalls (openat, statx, renameat,
 /// unlinkat, mkdirat, a directory's fsync, reading a directory) for the backends that have
 /// no asynchronous path for them:
@@ -15,6 +18,11 @@
 /// Backend::wake(), i.e. the eventfd on epoll, EVFILT_USER on kqueue); the backend then
 /// calls Client::deliver() from poll(), which completes the ops through
 /// IoOp::complete() on the scheduler's own thread.
+///
+/// Threads: `started_threads` start with the pool, the rest (up to `max_threads`) when work
+/// arrives and no thread is idle; they live until close_and_join(). The shared pool starts
+/// all four at once, so they inherit the signal mask of the thread that first needed them
+/// (see SignalSet); a Runtime's pool for spawn_blocking starts its threads on demand.
 ///
 /// Cancellation: an op still queued is taken back and completes at once with the cancel
 /// reason; an op whose syscall is running cannot be interrupted, so it completes when the
@@ -32,6 +40,7 @@
 
 #include "galay-kernel/io/op.h"
 #include "galay-kernel/io/detail/wait_list.h"
+#include "galay-kernel/runtime/blocking_job.h"
 
 namespace galay {
 
@@ -53,26 +62,52 @@ class BlockingPool {
   /// at exit), so schedulers destroyed during static destruction can still drain it.
   static BlockingPool& shared();
 
-  explicit BlockingPool(std::size_t threads);
+  /// Up to `max_threads` threads (at least one), `started_threads` of them started now.
+  BlockingPool(std::size_t max_threads, std::size_t started_threads);
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
-  /// Stops and joins the threads. Every client must be gone.
+  /// close_and_join(). Every client must be gone.
   ~BlockingPool();
 
-  std::size_t threads() const noexcept { return threads_.size(); }
+  /// The most threads this pool runs.
+  std::size_t max_threads() const noexcept { return max_; }
 
   /// Run `op`'s file or path syscall on the calling thread (retrying EINTR): bytes or 0, or -errno.
   static std::int64_t perform(const IoOp& op) noexcept;
 
+  // ---- jobs (Runtime::spawn_blocking) ----
+
+  /// Queue `job` (its run, handle and sched set); false once closed. When it has run, a
+  /// worker resumes `job.handle` through `job.sched->schedule()`.
+  bool submit(detail::BlockingJob& job);
+  /// Take `job` back if no worker has started it; true if it was taken back.
+  bool unqueue(detail::BlockingJob& job) noexcept;
+  /// The job's frame is going away: unqueue it, or wait until it has finished running.
+  void forget(detail::BlockingJob& job) noexcept;
+  /// Refuse new jobs, drop queued ones (their waiters are never resumed: their schedulers
+  /// have stopped), let running work finish and join the threads.
+  void close_and_join() noexcept;
+
  private:
+  using JobList = IntrusiveList<detail::BlockingJob, &detail::BlockingJob::links>;
   void worker() noexcept;
-  void make_ready(Client& c) noexcept;  // queue `c` for the workers (pool lock held)
+  void run_job(std::unique_lock<std::mutex>& lock) noexcept;  // the oldest job (lock held)
+  void run_op(std::unique_lock<std::mutex>& lock) noexcept;   // one op of the first ready client
+  void make_ready(Client& c) noexcept;                        // queue `c` for the workers (pool lock held)
+  // New work was queued (lock held): wake an idle thread, or start one if every thread is
+  // busy and the pool may grow. Returns true if a waiting thread should be notified.
+  bool grow_for(std::size_t queued) noexcept;
 
   std::mutex mutex_;
   std::condition_variable work_cv_;
-  Client* ready_head_ = nullptr;  // clients with queued ops, served round-robin
+  std::condition_variable job_done_cv_;  // a job stopped running (forget() waits on it)
+  Client* ready_head_ = nullptr;         // clients with queued ops, served round-robin
   Client* ready_tail_ = nullptr;
-  bool stop_ = false;
+  JobList jobs_;  // queued jobs, oldest first
+  std::size_t queued_jobs_ = 0;
+  std::size_t idle_ = 0;  // threads waiting for work
+  std::size_t max_;
+  bool closed_ = false;
   std::vector<std::thread> threads_;
 };
 
