@@ -44,16 +44,8 @@ class FileTest : public BackendTest {
     std::string base = "/tmp";
     struct statfs fs {};
     if (::statfs(base.c_str(), &fs) != 0 || fs.f_type == kTmpfsMagic) base = std::filesystem::current_path().string();
-    std::string templ = base + "/galay_file_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr) << std::strerror(errno);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    BackendTest::TearDown();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
+    dir_ = tmp_.create("galay_file_test", base);
+    ASSERT_FALSE(dir_.empty()) << tmp_.error();
   }
 
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
@@ -68,6 +60,7 @@ class FileTest : public BackendTest {
     return {};
   }
 
+  TempDir tmp_;  // removed after TearDown, once the scheduler is gone
   std::string dir_;
 };
 

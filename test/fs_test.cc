@@ -30,22 +30,15 @@ class FsTest : public BackendTest {
   void SetUp() override {
     BackendTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    std::string templ = "/tmp/galay_fs_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr) << std::strerror(errno);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    BackendTest::TearDown();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
+    dir_ = tmp_.create("galay_fs_test");
+    ASSERT_FALSE(dir_.empty()) << tmp_.error();
   }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   // True when opens run as open(2) on a pool worker (and so wait for a FIFO's writer);
   // io_uring's OPENAT opens a FIFO non-blocking instead (see fs_ops.h).
   virtual bool opens_on_pool() const { return GetParam() != BackendKind::io_uring; }
 
+  TempDir tmp_;  // removed after TearDown, once the scheduler is gone
   std::string dir_;
 };
 

@@ -247,10 +247,10 @@ TEST_P(TlsTest, WorksOverUnixStreams) {
 
 TEST_P(TlsTest, ContextFromPemFilesAndIpAddressCheck) {
   auto body = []() -> Task<void> {
-    char dir_template[] = "/tmp/galay-tls-XXXXXX";
-    const char* dir = ::mkdtemp(dir_template);
-    CO_ASSERT_TRUE(dir != nullptr);
-    const std::string d = dir;
+    TempDir tmp;
+    const std::string d = tmp.create("galay-tls");
+    EXPECT_FALSE(d.empty()) << tmp.error();
+    CO_ASSERT_FALSE(d.empty());
     auto write = [&](const std::string& name, const std::string& text) {
       std::ofstream(d + "/" + name) << text;
       return d + "/" + name;
@@ -265,8 +265,7 @@ TEST_P(TlsTest, ContextFromPemFilesAndIpAddressCheck) {
     EXPECT_TRUE(sctx->use_certificate_chain_file(cert));
     EXPECT_TRUE(sctx->use_private_key_file(key));
     EXPECT_TRUE(cctx->add_ca_file(ca));
-    for (const std::string* f : std::array{&cert, &key, &ca}) ::unlink(f->c_str());
-    ::rmdir(d.c_str());
+    for (const std::string* f : std::array{&cert, &key, &ca}) ::unlink(f->c_str());  // loaded: not read again
 
     // Verified against the certificate's IP SAN (and no SNI is sent for an address).
     TlsPair p = co_await tls_pair(*cctx, *sctx, named("127.0.0.1"));

@@ -7,7 +7,11 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -131,6 +135,36 @@ struct LiveCounter {
   LiveCounter() { ++live; }
   LiveCounter(const LiveCounter&) { ++live; }
   ~LiveCounter() { --live; }
+};
+
+/// A fresh directory for one test (mkdtemp), removed with its contents when destroyed.
+class TempDir {
+ public:
+  TempDir() = default;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  /// Make `base`/`prefix`.XXXXXX; on failure "" and error() says why.
+  const std::string& create(const std::string& prefix, const std::string& base = "/tmp") {
+    std::string templ = base + "/" + prefix + ".XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr)
+      error_ = "mkdtemp(" + templ + "): " + std::strerror(errno);
+    else
+      path_ = templ;
+    return path_;
+  }
+  /// The directory, or "" before a successful create().
+  const std::string& path() const { return path_; }
+  /// Why create() failed.
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_;
+  std::string error_;
 };
 
 }  // namespace galay::test
