@@ -10,7 +10,7 @@ install(TARGETS galay-kernel EXPORT galay-kernel-targets
 install(DIRECTORY galay-kernel/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/galay-kernel
         FILES_MATCHING PATTERN "*.h"
         REGEX "/detail$" EXCLUDE
-        REGEX "/io/(epoll|io_uring|kqueue|aio)$" EXCLUDE)
+        REGEX "/io/(epoll|io_uring|kqueue|aio|ops)$" EXCLUDE)
 install(EXPORT galay-kernel-targets NAMESPACE galay-kernel::
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/galay-kernel)
 

@@ -13,8 +13,8 @@ cmake --install "$build" --prefix "$prefix/usr" >/dev/null
 # Internals stay out of the install: no detail/ folder, no backend folder, and no installed
 # header includes one (docs/architecture.md).
 inc="$prefix/usr/include/galay-kernel"
-leaked=$(find "$inc" -path '*/detail/*' -o -path '*/io/epoll/*' -o -path '*/io/io_uring/*' -o -path '*/io/kqueue/*' -o -path '*/io/aio/*')
-if [[ -n $leaked ]] || grep -rlE '#include "galay-kernel/.*(detail|io/(epoll|io_uring|kqueue|aio))/|<liburing.h>|<libaio.h>' "$inc"; then
+leaked=$(find "$inc" -path '*/detail/*' -o -path '*/io/epoll/*' -o -path '*/io/io_uring/*' -o -path '*/io/kqueue/*' -o -path '*/io/aio/*' -o -path '*/io/ops/*')
+if [[ -n $leaked ]] || grep -rlE '#include "galay-kernel/.*(detail|io/(epoll|io_uring|kqueue|aio|ops))/|<liburing.h>|<libaio.h>' "$inc"; then
   echo "check-consumer: internal headers were installed or are included by installed ones: $leaked" >&2
   exit 1
 fi

@@ -1,6 +1,5 @@
 #include "galay-kernel/fs/fs_ops.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +15,7 @@
 #include <utility>
 
 #include "galay-kernel/fs/file.h"
-#include "galay-kernel/runtime/detail/blocking_pool.h"
+#include "galay-kernel/io/ops/path_ops.h"
 #include "galay-kernel/runtime/scheduler.h"
 
 namespace galay {
@@ -30,152 +29,8 @@ using RawStat = struct stat;
 #endif
 static_assert(sizeof(RawStat) <= 256, "StatAwaitable::raw_ is too small");
 
-std::int64_t sys(long r) noexcept { return r < 0 ? -static_cast<std::int64_t>(errno) : r; }
-
-FileType type_of_mode(unsigned mode) noexcept {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return FileType::regular;
-    case S_IFDIR:
-      return FileType::directory;
-    case S_IFLNK:
-      return FileType::symlink;
-    case S_IFBLK:
-      return FileType::block;
-    case S_IFCHR:
-      return FileType::character;
-    case S_IFIFO:
-      return FileType::fifo;
-    case S_IFSOCK:
-      return FileType::socket;
-    default:
-      return FileType::unknown;
-  }
-}
-
-FileType type_of_dirent(unsigned char d_type) noexcept {
-  switch (d_type) {
-    case DT_REG:
-      return FileType::regular;
-    case DT_DIR:
-      return FileType::directory;
-    case DT_LNK:
-      return FileType::symlink;
-    case DT_BLK:
-      return FileType::block;
-    case DT_CHR:
-      return FileType::character;
-    case DT_FIFO:
-      return FileType::fifo;
-    case DT_SOCK:
-      return FileType::socket;
-    default:
-      return FileType::unknown;
-  }
-}
-
-const char* path_of(const IoOp& op) noexcept { return op.path; }
-
-// open(O_DIRECTORY), retrying EINTR: the fd or -errno.
-int open_dir(const char* path) noexcept {
-  int fd;
-  do {
-    fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  return fd < 0 ? -errno : fd;
-}
-
-std::int64_t list_dir(const char* path, std::vector<DirEntry>& out) noexcept {
-  const int fd = open_dir(path);
-  if (fd < 0) return fd;
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    const int err = errno;
-    ::close(fd);
-    return -err;
-  }
-  std::int64_t result = 0;
-  try {
-    for (;;) {
-      errno = 0;
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) {
-        if (errno != 0) result = -errno;
-        break;
-      }
-      const std::string_view name(e->d_name);
-      if (name == "." || name == "..") continue;
-      FileType type = type_of_dirent(e->d_type);
-      if (type == FileType::unknown) {  // the filesystem doesn't say: ask (the link itself)
-        struct stat st {};
-        if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) type = type_of_mode(st.st_mode);
-      }
-      out.push_back(DirEntry{std::string(name), type});
-    }
-  } catch (const std::bad_alloc&) {
-    result = -ENOMEM;
-  }
-  ::closedir(d);
-  if (result < 0) return result;
-  return static_cast<std::int64_t>(out.size());
-}
-
 }  // namespace
 
-// ---- the pool's half of each path op (BlockingPool::perform) ----
-
-}  // namespace fs
-
-namespace detail {
-
-std::int64_t perform_path_op(const IoOp& op) noexcept {
-  const char* path = fs::path_of(op);
-  for (;;) {
-    std::int64_t r;
-    switch (op.code) {
-      case OpCode::openat:
-        r = fs::sys(::openat(op.fd, path, op.aux, static_cast<mode_t>(op.len)));
-        break;
-      case OpCode::statx:
-#if defined(__linux__)
-        r = fs::sys(::statx(op.fd, path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.path_arg)));
-#else
-        r = fs::sys(::fstatat(op.fd, path, static_cast<struct stat*>(op.path_arg), op.aux));
-#endif
-        break;
-      case OpCode::renameat:
-        r = fs::sys(::renameat(op.fd, path, op.aux, static_cast<const char*>(op.path_arg)));
-        break;
-      case OpCode::unlinkat:
-        r = fs::sys(::unlinkat(op.fd, path, op.aux));
-        break;
-      case OpCode::mkdirat:
-        r = fs::sys(::mkdirat(op.fd, path, static_cast<mode_t>(op.aux)));
-        break;
-      case OpCode::sync_dir: {
-        const int fd = fs::open_dir(path);
-        if (fd < 0) return fd;
-        do {
-          r = fs::sys(::fsync(fd));
-        } while (r == -EINTR);
-        ::close(fd);
-        return r;
-      }
-      case OpCode::read_dir: {
-        auto& out = *static_cast<std::vector<fs::DirEntry>*>(op.path_arg);
-        out.clear();
-        return fs::list_dir(path, out);
-      }
-      default:
-        return -EOPNOTSUPP;
-    }
-    if (r != -EINTR) return r;
-  }
-}
-
-}  // namespace detail
-
-namespace fs {
 namespace detail {
 
 std::int64_t check_path(std::string_view path) noexcept {
@@ -231,7 +86,7 @@ Expected<FileStat> StatAwaitable::await_resume() const noexcept {
 #if defined(__linux__)
   st.size = raw.stx_size;
   st.mode = raw.stx_mode & 07777;
-  st.type = type_of_mode(raw.stx_mode);
+  st.type = galay::detail::ops::file_type_of_mode(raw.stx_mode);
   st.mtime = std::chrono::sys_time<std::chrono::nanoseconds>(std::chrono::seconds(raw.stx_mtime.tv_sec) +
                                                              std::chrono::nanoseconds(raw.stx_mtime.tv_nsec));
   st.ino = raw.stx_ino;
@@ -242,7 +97,7 @@ Expected<FileStat> StatAwaitable::await_resume() const noexcept {
 #else
   st.size = static_cast<std::uint64_t>(raw.st_size);
   st.mode = static_cast<std::uint32_t>(raw.st_mode) & 07777;
-  st.type = type_of_mode(raw.st_mode);
+  st.type = galay::detail::ops::file_type_of_mode(raw.st_mode);
 #if defined(__APPLE__)
   const timespec& m = raw.st_mtimespec;
 #else

@@ -4,8 +4,9 @@
 /// inside an awaitable in the coroutine frame, so starting an operation allocates nothing;
 /// backends keep a pointer to it (epoll's waiter list, io_uring's user_data) until they
 /// finish it with IoOp::complete(): the op delivers itself, so no backend names the
-/// scheduler. The per-backend difference is the backend's `start()` for each OpCode; this
-/// file is backend-neutral.
+/// scheduler. What each backend does with each OpCode (its io_uring SQE, its readiness
+/// syscall, its blocking call) is described once per opcode in the library's internal
+/// io/ops/ folder; this file is backend-neutral.
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -47,7 +48,8 @@ struct Timeout {
   constexpr bool enabled() const noexcept { return value != std::chrono::nanoseconds::max(); }
 };
 
-/// What an IoOp does. Each backend maps every code to its own mechanism.
+/// What an IoOp does. Each code has one op struct in io/ops/ (internal) that says how every
+/// backend runs it.
 enum class OpCode : std::uint8_t {
   accept,            ///< fd: listener; addr/addrlen: peer out; result: new fd (non-blocking, cloexec)
   connect,           ///< addr/addrlen: peer in; result: 0

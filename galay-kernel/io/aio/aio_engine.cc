@@ -1,5 +1,7 @@
 #include "galay-kernel/io/aio/aio_engine.h"
 
+#include "galay-kernel/io/ops/op_kind.h"
+
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -21,16 +23,9 @@ AioEngine::~AioEngine() {
 }
 
 bool AioEngine::eligible(const IoOp& op) noexcept {
-  if (!(op.flags & op_direct_file)) return false;
-  switch (op.code) {
-    case OpCode::read_at:
-    case OpCode::write_at:
-    case OpCode::readv_at:
-    case OpCode::writev_at:
-      return true;
-    default:
-      return false;  // fsync/fdatasync/fallocate: the pool (aio fsync is a kernel thread anyway)
-  }
+  // O_DIRECT reads and writes (the op kinds with an iocb, io/ops/file_ops.h); fsync,
+  // fdatasync and fallocate go to the pool (aio fsync is a kernel thread anyway).
+  return (op.flags & op_direct_file) && detail::op_kind(op.code).aio_prep != nullptr;
 }
 
 bool AioEngine::accepts(const IoOp& op) noexcept {
@@ -77,23 +72,7 @@ bool AioEngine::setup_context(unsigned slots) noexcept {
 
 void AioEngine::prepare(IoOp& op, unsigned index) noexcept {
   iocb& cb = slots_[index].cb;
-  const auto off = static_cast<long long>(op.offset);
-  switch (op.code) {
-    case OpCode::read_at:
-      io_prep_pread(&cb, op.fd, op.buf, op.len, off);
-      break;
-    case OpCode::write_at:
-      io_prep_pwrite(&cb, op.fd, op.buf, op.len, off);
-      break;
-    case OpCode::readv_at:
-      io_prep_preadv(&cb, op.fd, op.iov, op.iovcnt, off);
-      break;
-    case OpCode::writev_at:
-      io_prep_pwritev(&cb, op.fd, op.iov, op.iovcnt, off);
-      break;
-    default:
-      break;  // not eligible; never reached
-  }
+  detail::op_kind(op.code).aio_prep(&cb, op);  // eligible(): it has one
   io_set_eventfd(&cb, efd_);
   cb.data = &op;
   slots_[index].op = &op;

@@ -2,6 +2,8 @@
 
 #include <cerrno>
 
+#include "galay-kernel/io/ops/op_kind.h"
+
 namespace galay {
 
 ReadinessBackend::ReadinessBackend(Scheduler& sched) noexcept
@@ -20,8 +22,8 @@ void ReadinessBackend::drain_before_destruction() noexcept {
 
 namespace {
 // Regular files are always "ready": file ops, and path ops (fs/fs_ops.h), never reach the
-// readiness engine.
-bool off_engine(OpCode c) noexcept { return is_file_op(c) || is_path_op(c); }
+// readiness engine (their op kinds say so, io/ops/).
+bool off_engine(OpCode c) noexcept { return detail::op_kind(c).route == detail::ReadinessRoute::off_engine; }
 }  // namespace
 
 bool ReadinessBackend::start(IoOp& op) noexcept {

@@ -1,70 +1,18 @@
 #include "galay-kernel/io/detail/readiness_engine.h"
 #include "galay-kernel/io/detail/readiness_backend.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 
-#include <algorithm>
-#include <cstring>
-
+#include "galay-kernel/io/ops/op_kind.h"
 #include "galay-kernel/runtime/detail/chaos.h"
 
 namespace galay {
 namespace {
 
-bool is_read_side(OpCode c) noexcept {
-  return c == OpCode::accept || c == OpCode::accept_multishot || c == OpCode::recv || c == OpCode::readv ||
-         c == OpCode::poll_read || c == OpCode::recv_pooled || c == OpCode::recvmsg;
-}
-bool waits_for_write(OpCode c) noexcept { return c == OpCode::connect || !is_read_side(c); }
-
-std::int64_t neg_errno() noexcept { return -static_cast<std::int64_t>(errno); }
-
-// One datagram into a pool buffer, in the layout io_uring's multishot recvmsg uses
-// (PooledDatagramHeader, the sender's address, the payload). Returns the bytes used, or -1.
-ssize_t receive_datagram(int fd, std::byte* buf, std::size_t size) noexcept {
-  iovec iov{buf + kPooledDatagramPayloadOffset, size - kPooledDatagramPayloadOffset};
-  msghdr msg{};
-  msg.msg_name = buf + sizeof(PooledDatagramHeader);
-  msg.msg_namelen = kPooledDatagramNameSpace;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
-  const ssize_t r = ::recvmsg(fd, &msg, MSG_TRUNC);
-  if (r < 0) return -1;
-  PooledDatagramHeader h{static_cast<std::uint32_t>(msg.msg_namelen), 0, static_cast<std::uint32_t>(r),
-                         static_cast<std::uint32_t>(msg.msg_flags)};
-  std::memcpy(buf, &h, sizeof(h));
-  return static_cast<ssize_t>(kPooledDatagramPayloadOffset + std::min(static_cast<std::size_t>(r), iov.iov_len));
-}
-
-#if defined(MSG_NOSIGNAL)
-constexpr int kNoSignal = MSG_NOSIGNAL;
-#else
-constexpr int kNoSignal = 0;  // Apple: sockets get SO_NOSIGPIPE when accepted or created
-#endif
-
-int accept_nonblocking(int fd, sockaddr* addr, socklen_t* len) noexcept {
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
-  return ::accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-  int s = ::accept(fd, addr, len);
-  if (s >= 0) {
-    ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK);
-    ::fcntl(s, F_SETFD, FD_CLOEXEC);
-#if defined(SO_NOSIGPIPE)
-    int one = 1;
-    ::setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
-#endif
-  }
-  return s;
-#endif
-}
+// The list an op of this kind waits in: readers for read_side, writers otherwise.
+bool waits_on_readers(const detail::OpKind& k) noexcept { return k.route == detail::ReadinessRoute::read_side; }
 
 }  // namespace
 
@@ -111,35 +59,26 @@ bool ReadinessEngine::start(IoOp& op) noexcept {
       slot(op.fd).attached.push_back(&st);
     }
   }
-  switch (op.code) {
-    case OpCode::close:
+  const detail::OpKind& kind = detail::op_kind(op.code);
+  switch (kind.route) {
+    case detail::ReadinessRoute::close:
       op.result = close_now(op.fd);
       return false;
-    case OpCode::connect: {
-      if (::connect(op.fd, op.addr, op.addrlen) == 0) {
-        op.result = 0;
-        return false;
-      }
-      if (errno != EINPROGRESS) {
-        op.result = neg_errno();
+    case detail::ReadinessRoute::connect: {
+      // The first syscall runs whatever we know about readiness; then wait for writability.
+      const std::int64_t r = kind.initiate(op);
+      if (r != -EAGAIN) {
+        op.result = r;
         return false;
       }
       FdSlot& s = slot(op.fd);
       s.writable = false;
       return park(op, s, s.writers);
     }
-    case OpCode::accept:
-    case OpCode::accept_multishot:
-    case OpCode::recv:
-    case OpCode::recv_pooled:
-    case OpCode::recvmsg:
-    case OpCode::sendmsg:
-    case OpCode::send:
-    case OpCode::readv:
-    case OpCode::poll_read:
-    case OpCode::poll_write: {
+    case detail::ReadinessRoute::read_side:
+    case detail::ReadinessRoute::write_side: {
       FdSlot& s = slot(op.fd);
-      const bool read_side = is_read_side(op.code);
+      const bool read_side = waits_on_readers(kind);
       WaitList& list = read_side ? s.readers : s.writers;
       // Earlier waiters go first; otherwise try the syscall unless we know it would block.
       if (list.empty() && (read_side ? s.readable : s.writable)) {
@@ -151,10 +90,11 @@ bool ReadinessEngine::start(IoOp& op) noexcept {
       }
       return park(op, s, list);
     }
-    default:
-      op.result = -EOPNOTSUPP;
-      return false;
+    case detail::ReadinessRoute::off_engine:
+      break;
   }
+  op.result = -EOPNOTSUPP;  // files and paths never reach the engine (ReadinessBackend)
+  return false;
 }
 
 bool ReadinessEngine::park(IoOp& op, FdSlot& s, WaitList& list) noexcept {
@@ -175,7 +115,7 @@ bool ReadinessEngine::park(IoOp& op, FdSlot& s, WaitList& list) noexcept {
 bool ReadinessEngine::unpark(IoOp& op) noexcept {
   FdSlot* s = op.state == OpState::pending ? find_slot(op.fd) : nullptr;
   if (s == nullptr) return false;
-  WaitList& list = waits_for_write(op.code) ? s->writers : s->readers;
+  WaitList& list = waits_on_readers(detail::op_kind(op.code)) ? s->readers : s->writers;
   for (IoOp* p = list.front(); p; p = WaitList::next(p)) {
     if (p == &op) {
       list.remove(&op);
@@ -215,7 +155,7 @@ std::int64_t ReadinessEngine::close_now(int fd) noexcept {
   }
   // No explicit deregistration: closing the last reference removes it in both epoll and
   // kqueue.
-  const std::int64_t r = ::close(fd) == 0 ? 0 : neg_errno();
+  const std::int64_t r = detail::syscall_result(::close(fd));
   chaos::after_close(&sched_, fd);
   return r;
 }
@@ -231,127 +171,20 @@ void ReadinessEngine::cancel_all() noexcept {
 }
 
 std::int64_t ReadinessEngine::perform(IoOp& op, FdSlot& s) noexcept {
-  for (;;) {
-    ssize_t r;
-    switch (op.code) {
-      case OpCode::accept:
-      case OpCode::accept_multishot: {  // one accept per await here; the kernel queue is the backlog
-        socklen_t* lenp = op.addr ? &op.addrlen : nullptr;
-        r = accept_nonblocking(op.fd, op.addr, lenp);
-        if (r >= 0) {
-          // A fresh fd number: whatever we knew about an older file with this number is void.
-          reset_slot(slot(static_cast<int>(r)));
-          return r;
-        }
-        break;
-      }
-      case OpCode::recv: {
-        const std::size_t want = chaos::clamp(op.len);
-        r = ::recv(op.fd, op.buf, want, 0);
-        if (r >= 0) {
-          // Fewer bytes than asked for: the socket buffer is drained (for a stream).
-          if ((op.flags & op_stream) && r > 0 && static_cast<std::size_t>(r) < want && !s.read_closed)
-            s.readable = false;
-          return r;
-        }
-        break;
-      }
-      case OpCode::readv:
-        r = ::readv(op.fd, op.iov, op.iovcnt);
-        if (r >= 0) return r;
-        break;
-      case OpCode::recvmsg:
-        r = ::recvmsg(op.fd, op.msg, op.aux);
-        if (r >= 0) return r;
-        break;
-      case OpCode::sendmsg:
-        r = ::sendmsg(op.fd, op.msg, kNoSignal);
-        if (r >= 0) return r;
-        break;
-      case OpCode::recv_pooled: {
-        auto& st = *static_cast<PooledRecvState*>(op.buf);
-        if (st.held >= st.max_held) {
-          // Its share of the pool is used up: wait (parked) until its caller drops chunks;
-          // the data stays in the socket, so TCP pushes back on the peer.
-          st.capped = true;
-          return -EAGAIN;
-        }
-        std::uint16_t id;
-        if (!st.pool->pop_free(id)) {
-          // Pool dry: wait (still parked as a reader) until recycle() hands a buffer back.
-          st.pool->add_starved(st);
-          return -EAGAIN;
-        }
-        if (st.datagram) {
-          r = receive_datagram(op.fd, st.pool->buffer(id), st.pool->buffer_size());
-          if (r >= 0) {
-            st.pool->take(id, st);
-            op.aux = id;
-            return r;
-          }
-          st.pool->push_free(id);
-          break;
-        }
-        const std::size_t want = chaos::clamp(st.pool->buffer_size());
-        r = ::recv(op.fd, st.pool->buffer(id), want, 0);
-        if (r > 0) {
-          if (static_cast<std::size_t>(r) < want && !s.read_closed) s.readable = false;
-          st.pool->take(id, st);
-          op.aux = id;
-          return r;
-        }
-        st.pool->push_free(id);
-        if (r == 0) {
-          op.aux = -1;
-          return 0;
-        }
-        break;
-      }
-      case OpCode::send: {
-        auto* base = static_cast<const char*>(op.buf);
-        const std::size_t want = chaos::clamp(op.len - op.done_bytes);
-        r = ::send(op.fd, base + op.done_bytes, want, kNoSignal);
-        if (r >= 0) {
-          op.done_bytes += static_cast<std::size_t>(r);
-          if (!(op.flags & op_all) || op.done_bytes == op.len) return static_cast<std::int64_t>(op.done_bytes);
-          if ((op.flags & op_stream) && static_cast<std::size_t>(r) < want) {  // short write: send buffer full
-            s.writable = false;
-            return -EAGAIN;
-          }
-          continue;
-        }
-        break;
-      }
-      case OpCode::connect: {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return neg_errno();
-        if (err == EINPROGRESS || err == EALREADY) return -EAGAIN;
-        return -static_cast<std::int64_t>(err);
-      }
-      case OpCode::poll_read:
-      case OpCode::poll_write: {
-        pollfd p{op.fd, static_cast<short>(op.code == OpCode::poll_read ? POLLIN : POLLOUT), 0};
-        r = ::poll(&p, 1, 0);
-        if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : 0;
-        if (r == 0) {
-          (op.code == OpCode::poll_read ? s.readable : s.writable) = false;
-          return -EAGAIN;
-        }
-        break;
-      }
-      default:
-        return -EOPNOTSUPP;
-    }
-    // r < 0
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e == EAGAIN || e == EWOULDBLOCK) {
-      (is_read_side(op.code) ? s.readable : s.writable) = false;
-      return -EAGAIN;
-    }
-    return -static_cast<std::int64_t>(e);
+  const detail::OpKind& kind = detail::op_kind(op.code);
+  bool drained = false;
+  const std::int64_t r = kind.attempt(op, drained);
+  if (drained) {
+    // The kernel said (EAGAIN, a short read or write) there is no more for now: the next op
+    // waits for the event instead of trying. After the peer's FIN a read never blocks.
+    if (!waits_on_readers(kind))
+      s.writable = false;
+    else if (!s.read_closed)
+      s.readable = false;
   }
+  // A fresh fd number: whatever we knew about an older file with this number is void.
+  if (r >= 0 && is_accept_op(op.code)) reset_slot(slot(static_cast<int>(r)));
+  return r;
 }
 
 void ReadinessEngine::drive(FdSlot& s, WaitList& list) noexcept {

@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>  // struct statx
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include "galay-kernel/runtime/detail/chaos.h"
 #include "galay-kernel/io/fault_injection.h"
 #include "galay-kernel/io/detail/wait_list.h"
+#include "galay-kernel/io/ops/op_kind.h"
 
 namespace galay {
 namespace {
@@ -243,6 +243,7 @@ class IoUringBackend final : public Backend {
         c->flags |= IOSQE_IO_HARDLINK;
       }
     }
+    if (!send_zc_ok_) op.flags &= static_cast<std::uint8_t>(~op_zero_copy);
     op.backend_word = 0;
     prepare(op, get_sqe());
     ++pending_;
@@ -452,90 +453,13 @@ class IoUringBackend final : public Backend {
     return sqe;
   }
 
-  void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
-    switch (op.code) {
-      case OpCode::accept:
-      case OpCode::accept_multishot:  // the single-shot fallback
-        io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        break;
-      case OpCode::connect:
-        io_uring_prep_connect(sqe, op.fd, op.addr, op.addrlen);
-        break;
-      case OpCode::recv:  // the SQE's length is 32 bits: clamp (a recv may return less anyway)
-        io_uring_prep_recv(sqe, op.fd, op.buf, chaos::clamp(std::min(op.len, kMaxTransfer)), 0);
-        break;
-      case OpCode::send: {
-        // send_all loops for more.
-        const std::size_t rest = chaos::clamp(std::min(op.len - op.done_bytes, kMaxTransfer));
-        if (is_zero_copy(op))
-          io_uring_prep_send_zc(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, rest, MSG_NOSIGNAL, 0);
-        else
-          io_uring_prep_send(sqe, op.fd, static_cast<char*>(op.buf) + op.done_bytes, rest, MSG_NOSIGNAL);
-        break;
-      }
-      case OpCode::readv:
-        io_uring_prep_readv(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), ~0ull);
-        break;
-      case OpCode::close:
-        io_uring_prep_close(sqe, op.fd);
-        break;
-      case OpCode::poll_read:
-        io_uring_prep_poll_add(sqe, op.fd, POLLIN);
-        break;
-      case OpCode::poll_write:
-        io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
-        break;
-      case OpCode::read_at:
-        io_uring_prep_read(sqe, op.fd, op.buf, static_cast<unsigned>(std::min(op.len, kMaxTransfer)), op.offset);
-        break;
-      case OpCode::write_at:
-        io_uring_prep_write(sqe, op.fd, op.buf, static_cast<unsigned>(std::min(op.len, kMaxTransfer)), op.offset);
-        break;
-      case OpCode::readv_at:
-        io_uring_prep_readv(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), op.offset);
-        break;
-      case OpCode::writev_at:
-        io_uring_prep_writev(sqe, op.fd, op.iov, static_cast<unsigned>(op.iovcnt), op.offset);
-        break;
-      case OpCode::fsync:
-        io_uring_prep_fsync(sqe, op.fd, 0);
-        break;
-      case OpCode::fdatasync:
-        io_uring_prep_fsync(sqe, op.fd, IORING_FSYNC_DATASYNC);
-        break;
-      case OpCode::fallocate:
-        io_uring_prep_fallocate(sqe, op.fd, op.aux, op.offset, static_cast<off_t>(op.len));
-        break;
-      case OpCode::recvmsg:
-        io_uring_prep_recvmsg(sqe, op.fd, op.msg, static_cast<unsigned>(op.aux));
-        break;
-      case OpCode::sendmsg:
-        io_uring_prep_sendmsg(sqe, op.fd, op.msg, MSG_NOSIGNAL);
-        break;
-      case OpCode::recv_pooled:  // multishot, see start_pooled()
-        io_uring_prep_nop(sqe);
-        break;
-      // Path ops (fs/fs_ops.h); the rest of their handling is there (results, pool syscalls).
-      case OpCode::openat:
-        io_uring_prep_openat(sqe, op.fd, op.path, op.aux, static_cast<mode_t>(op.len));
-        break;
-      case OpCode::statx:
-        io_uring_prep_statx(sqe, op.fd, op.path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.path_arg));
-        break;
-      case OpCode::renameat:
-        io_uring_prep_renameat(sqe, op.fd, op.path, op.aux, static_cast<const char*>(op.path_arg), 0);
-        break;
-      case OpCode::unlinkat:
-        io_uring_prep_unlinkat(sqe, op.fd, op.path, op.aux);
-        break;
-      case OpCode::mkdirat:
-        io_uring_prep_mkdirat(sqe, op.fd, op.path, static_cast<mode_t>(op.aux));
-        break;
-      case OpCode::sync_dir:  // always on the pool (on_pool())
-      case OpCode::read_dir:
-        io_uring_prep_nop(sqe);
-        break;
-    }
+  // The SQE is the op kind's (io/ops/); recv_pooled and the pool-only path ops never get
+  // here (start_pooled(), on_pool()).
+  static void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
+    if (const auto prep = detail::op_kind(op.code).prep)
+      prep(sqe, op);
+    else
+      io_uring_prep_nop(sqe);
     io_uring_sqe_set_data(sqe, &op);
   }
 
@@ -551,9 +475,8 @@ class IoUringBackend final : public Backend {
   static bool tracked(const IoOp& op) noexcept { return op.code != OpCode::close && op.fd >= 0; }
   static void wake_from_pool(void* self) { static_cast<IoUringBackend*>(self)->wake(); }
 
-  bool is_zero_copy(const IoOp& op) const noexcept {
-    return op.code == OpCode::send && (op.flags & op_zero_copy) && send_zc_ok_;
-  }
+  // start() clears op_zero_copy where the kernel has no SEND_ZC, so the flag is the truth.
+  static bool is_zero_copy(const IoOp& op) noexcept { return op.code == OpCode::send && (op.flags & op_zero_copy); }
 
   // Submit what is queued, optionally wait for one completion, then harvest a batch.
   void reap(bool wait, __kernel_timespec* ts) noexcept {
@@ -810,22 +733,19 @@ class IoUringBackend final : public Backend {
       if (flags & IORING_CQE_F_MORE) ++op.backend_word;
     }
     std::int64_t result = res;
-    if (op.code == OpCode::send && (op.flags & op_all) && res > 0) {
-      op.done_bytes += static_cast<std::size_t>(res);
-      if (op.done_bytes < op.len) {
-        // Send the rest, unless the op was cancelled, timed out or its fd closed meanwhile
-        // (the number may name another file now): then it is an error, never a short
-        // success, since send_all is all-or-error.
+    if (const auto on_cqe = detail::op_kind(op.code).on_cqe) {
+      bool again = false;
+      result = on_cqe(op, res, again);
+      if (again) {
+        // The rest of a send_all, unless the op was cancelled, timed out or its fd closed
+        // meanwhile (the number may name another file now): then it is an error, never a
+        // short success, since send_all is all-or-error.
         if (op.cancel_reason() == std::errc{} && !draining_) {
           prepare(op, get_sqe());  // the op stays pending
           return;
         }
         result = -ECANCELED;
-      } else {
-        result = static_cast<std::int64_t>(op.done_bytes);
       }
-    } else if (op.code == OpCode::poll_read || op.code == OpCode::poll_write) {
-      if (res > 0) result = (res & POLLNVAL) ? -EBADF : 0;
     }
     if (zero_copy && (op.backend_word & kZcNotifsDue) != 0) {
       op.result = result;  // the send is over; the buffer is still the kernel's

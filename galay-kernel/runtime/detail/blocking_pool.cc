@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <limits>
 
+#include "galay-kernel/io/ops/op_kind.h"
 #include "galay-kernel/runtime/scheduler.h"  // a finished job resumes its task through schedule()
 
 namespace galay {
@@ -19,8 +20,6 @@ namespace {
 constexpr std::uint32_t kQueued = 1;
 constexpr std::uint32_t kRunning = 2;
 constexpr std::uint32_t kFinished = 3;
-
-std::int64_t sys(ssize_t r) noexcept { return r < 0 ? -static_cast<std::int64_t>(errno) : r; }
 
 }  // namespace
 
@@ -121,50 +120,10 @@ bool unqueue_blocking(BlockingPool& pool, BlockingJob& job) noexcept { return po
 void forget_blocking(BlockingPool& pool, BlockingJob& job) noexcept { pool.forget(job); }
 }  // namespace detail
 
-std::int64_t BlockingPool::perform(const IoOp& op) noexcept {
-  if (is_path_op(op.code)) return detail::perform_path_op(op);
-  if (op.offset > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) return -EINVAL;
-  const auto off = static_cast<off_t>(op.offset);
-  for (;;) {
-    std::int64_t r;
-    switch (op.code) {
-      case OpCode::read_at:
-        r = sys(::pread(op.fd, op.buf, op.len, off));
-        break;
-      case OpCode::write_at:
-        r = sys(::pwrite(op.fd, op.buf, op.len, off));
-        break;
-      case OpCode::readv_at:
-        r = sys(::preadv(op.fd, op.iov, op.iovcnt, off));
-        break;
-      case OpCode::writev_at:
-        r = sys(::pwritev(op.fd, op.iov, op.iovcnt, off));
-        break;
-      case OpCode::fsync:
-        r = sys(::fsync(op.fd));
-        break;
-      case OpCode::fdatasync:
-#if defined(__APPLE__)
-        r = sys(::fsync(op.fd));  // no fdatasync in Apple's libc
-#else
-        r = sys(::fdatasync(op.fd));
-#endif
-        break;
-      case OpCode::fallocate:
-#if defined(__linux__)
-        r = sys(::fallocate(op.fd, op.aux, off, static_cast<off_t>(op.len)));
-#elif defined(__FreeBSD__)
-        if (op.aux != 0) return -EOPNOTSUPP;
-        r = -static_cast<std::int64_t>(::posix_fallocate(op.fd, off, static_cast<off_t>(op.len)));
-#else
-        return -EOPNOTSUPP;
-#endif
-        break;
-      default:
-        return -EOPNOTSUPP;
-    }
-    if (r != -EINTR) return r;
-  }
+std::int64_t BlockingPool::perform(IoOp& op) noexcept {
+  // The call is the op kind's (io/ops/): files and paths have one, nothing else comes here.
+  const auto call = detail::op_kind(op.code).blocking;
+  return call ? call(op) : -EOPNOTSUPP;
 }
 
 void BlockingPool::make_ready(Client& c) noexcept {

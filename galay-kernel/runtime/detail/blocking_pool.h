@@ -44,12 +44,6 @@
 
 namespace galay {
 
-namespace detail {
-/// Run a path op's syscalls (is_path_op(op.code)) on the calling thread: the value or
-/// -errno. Defined next to the awaitables that read the results, in fs/fs_ops.cc.
-std::int64_t perform_path_op(const IoOp& op) noexcept;
-}  // namespace detail
-
 class BlockingPool {
  public:
   class Client;
@@ -72,8 +66,9 @@ class BlockingPool {
   /// The most threads this pool runs.
   std::size_t max_threads() const noexcept { return max_; }
 
-  /// Run `op`'s file or path syscall on the calling thread (retrying EINTR): bytes or 0, or -errno.
-  static std::int64_t perform(const IoOp& op) noexcept;
+  /// Run `op`'s file or path syscall (its op kind's `blocking`, io/ops/) on the calling
+  /// thread, retrying EINTR: bytes or 0, or -errno.
+  static std::int64_t perform(IoOp& op) noexcept;
 
   // ---- jobs (Runtime::spawn_blocking) ----
 
