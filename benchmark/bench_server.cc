@@ -204,14 +204,14 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
     (void)conn->set_nodelay(true);
 #if GALAY_KERNEL_WITH_TLS
     if (cfg.tls.valid()) {
-      sched->spawn(echo_connection_tls(std::move(*conn), cfg.tls)).detach();
+      sched->spawn_detached(echo_connection_tls(std::move(*conn), cfg.tls));
       continue;
     }
 #endif
     if (t_pool != nullptr)
-      sched->spawn(echo_connection_pooled(std::move(*conn), limit)).detach();
+      sched->spawn_detached(echo_connection_pooled(std::move(*conn), limit));
     else
-      sched->spawn(echo_connection(std::move(*conn), limit)).detach();
+      sched->spawn_detached(echo_connection(std::move(*conn), limit));
   }
 }
 

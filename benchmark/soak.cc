@@ -173,7 +173,7 @@ Task<void> accept_loop(State& st, TcpSocket& listener) {
       continue;
     }
     (void)conn->set_nodelay(true);
-    sched->spawn(echo_connection(st, std::move(*conn), st.accepted++)).detach();
+    sched->spawn_detached(echo_connection(st, std::move(*conn), st.accepted++));
   }
 }
 

@@ -47,7 +47,7 @@ Task<int> listen(SocketAddress addr) {
     auto conn = co_await listener->accept();
     if (!conn) continue;  // e.g. EMFILE: the error is a value; keep serving
     conn->set_nodelay(true);
-    spawn(serve(std::move(*conn), **pool)).detach();
+    spawn_detached(serve(std::move(*conn), **pool));
   }
 }
 

@@ -1,6 +1,9 @@
 // Task<T>, spawn/join, when_all, when_any and frame lifetime, on every backend.
+#include <atomic>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "support/harness.h"
 
@@ -81,6 +84,39 @@ TEST_P(TaskTest, JoinRethrowsSpawnedException) {
     co_return false;
   };
   EXPECT_TRUE(run(body()));
+}
+
+TEST_P(TaskTest, SpawnDetachedRunsTheTaskAndDropsItsException) {
+  auto body = []() -> Task<int> {
+    int touched = 0;
+    spawn_detached(throws());  // nobody can observe it: it must not take the loop down
+    spawn_detached(nothing(&touched));
+    spawn_detached(after(5ms, "late"));
+    co_await sleep_for(20ms);
+    co_return touched;
+  };
+  EXPECT_EQ(run(body()), 1);
+}
+
+TEST_P(TaskTest, SpawnDetachedWithNoSchedulerOnTheThreadThrows) {
+  EXPECT_THROW(spawn_detached(answer()), std::system_error);
+}
+
+TEST_P(TaskTest, SpawnDetachedFromAnotherThreadRuns) {
+  std::atomic<int> done{0};
+  std::thread t([&] {
+    for (int i = 0; i < 100; ++i)
+      sched().spawn_detached([](std::atomic<int>* d) -> Task<void> {
+        d->fetch_add(1);
+        co_return;
+      }(&done));
+  });
+  t.join();
+  auto wait = [](std::atomic<int>* d) -> Task<void> {
+    for (int i = 0; i < 1000 && d->load() < 100; ++i) co_await sleep_for(1ms);
+  };
+  run(wait(&done));
+  EXPECT_EQ(done.load(), 100);
 }
 
 TEST_P(TaskTest, WhenAllCollectsInOrder) {
@@ -206,15 +242,19 @@ TEST_P(TaskTest, SchedulerDestructionDestroysSuspendedFramesExactlyOnce) {
           ADD_FAILURE() << "recv completed during shutdown: " << (r ? "data" : r.error().message());
         }())
           .detach();
-      sc.spawn([]() -> Task<void> {
-          LiveCounter c;
-          auto inner = []() -> Task<void> {
-            LiveCounter c2;
-            co_await sleep_for(std::chrono::hours(1));
-          };
-          co_await inner();
-        }())
-          .detach();
+      // Half through spawn_detached: no JoinHandle state, destroyed by shutdown all the same.
+      auto sleeper = []() -> Task<void> {
+        LiveCounter c;
+        auto inner = []() -> Task<void> {
+          LiveCounter c2;
+          co_await sleep_for(std::chrono::hours(1));
+        };
+        co_await inner();
+      };
+      if (i % 2 == 0)
+        sc.spawn(sleeper()).detach();
+      else
+        sc.spawn_detached(sleeper());
     }
     // Let them all reach their suspension points.
     sc.block_on([]() -> Task<void> { co_await sleep_for(20ms); }());

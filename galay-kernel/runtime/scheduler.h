@@ -112,6 +112,16 @@ RootTask run_root(Task<T> task, SpawnState<T>* state) {
   }
 }
 
+/// The root of a detached spawn: nobody can join it, so there is no state to share and
+/// its value or exception is dropped (as with a JoinHandle that was detached).
+template <class T>
+RootTask run_detached(Task<T> task) {
+  try {
+    (void)co_await task;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): nobody can observe a detached task's exception
+  }
+}
+
 }  // namespace detail
 
 /// Handle to a spawned task: await it for the result, cancel it, or drop it to detach.
@@ -261,6 +271,17 @@ class Scheduler {
     return JoinHandle<T>(state);
   }
 
+  /// Start `task` on this scheduler with no handle: `spawn(task).detach()` without the
+  /// state a JoinHandle shares with the task (one allocation, 72 B, less per task; the way
+  /// to start one task per connection). Its value or exception is dropped; shutdown
+  /// destroys it like any root. Callable from any thread.
+  template <class T>
+  void spawn_detached(Task<T> task) {
+    detail::RootTask root = detail::run_detached<T>(std::move(task));
+    root.handle.promise().sched = this;
+    post_root(root.handle);
+  }
+
   /// Run the loop on this thread until stop() is called.
   void run() {
     run_until([] { return false; });
@@ -404,6 +425,15 @@ JoinHandle<T> spawn(Task<T> task) {
   Scheduler* s = Scheduler::current();
   if (s == nullptr) throw std::system_error(make_error_code(Error::not_bound_to_scheduler));
   return s->spawn(std::move(task));
+}
+
+/// Scheduler::spawn_detached onto the scheduler running on this thread. Throws
+/// std::system_error(Error::not_bound_to_scheduler) when none runs here.
+template <class T>
+void spawn_detached(Task<T> task) {
+  Scheduler* s = Scheduler::current();
+  if (s == nullptr) throw std::system_error(make_error_code(Error::not_bound_to_scheduler));
+  s->spawn_detached(std::move(task));
 }
 
 }  // namespace galay

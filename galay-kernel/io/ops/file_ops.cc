@@ -34,7 +34,6 @@ std::int64_t at_offset(const IoOp& op, Call call) noexcept {
   return retry_eintr([&] { return call(off); });
 }
 
-
 #if defined(GALAY_HAVE_IO_URING)
 // One SQE moves at most kMaxTransfer bytes (its length field is 32 bits).
 unsigned sqe_length(const IoOp& op) noexcept { return static_cast<unsigned>(std::min(op.len, kMaxTransfer)); }
@@ -93,9 +92,7 @@ std::int64_t WritevAt::blocking(IoOp& op) noexcept {
 // ---- fsync / fdatasync / fallocate ----
 #if defined(GALAY_HAVE_IO_URING)
 void Fsync::prep(io_uring_sqe* sqe, IoOp& op) noexcept { io_uring_prep_fsync(sqe, op.fd, 0); }
-void Fdatasync::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
-  io_uring_prep_fsync(sqe, op.fd, IORING_FSYNC_DATASYNC);
-}
+void Fdatasync::prep(io_uring_sqe* sqe, IoOp& op) noexcept { io_uring_prep_fsync(sqe, op.fd, IORING_FSYNC_DATASYNC); }
 void Fallocate::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
   io_uring_prep_fallocate(sqe, op.fd, op.aux, op.offset, static_cast<off_t>(op.len));
 }

@@ -103,7 +103,6 @@ std::int64_t list_dir(const char* path, std::vector<fs::DirEntry>& out) noexcept
   return static_cast<std::int64_t>(out.size());
 }
 
-
 }  // namespace
 
 // ---- openat ----

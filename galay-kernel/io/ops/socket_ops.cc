@@ -160,7 +160,8 @@ std::int64_t RecvPooled::attempt(IoOp& op, bool& drained) noexcept {
   }
   const std::size_t want = st.datagram ? st.pool->buffer_size() : chaos::clamp(st.pool->buffer_size());
   const std::int64_t r = nonblocking(drained, [&] {
-    return st.datagram ? receive_datagram(op.fd, st.pool->buffer(id), want) : ::recv(op.fd, st.pool->buffer(id), want, 0);
+    return st.datagram ? receive_datagram(op.fd, st.pool->buffer(id), want)
+                       : ::recv(op.fd, st.pool->buffer(id), want, 0);
   });
   if (r > 0) {  // a datagram is never empty here: its header is counted
     if (!st.datagram && static_cast<std::size_t>(r) < want) drained = true;
