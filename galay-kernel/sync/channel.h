@@ -104,26 +104,23 @@ class Channel {
   /// and let them leave.
   ~Channel() = default;
 
-  /// `co_await ch.send(v)` → Expected<void>.
-  class [[nodiscard]] SendAwaitable final : public detail::Waiter {
+  /// What SendAwaitable and RecvAwaitable share: after the scope check, one try under the
+  /// channel's lock (`Self::try_locked`), else the task queues on `Self::queue_of(channel)`.
+  template <class Self>
+  class WaitBase : public detail::Waiter {
    public:
-    /// Send `value` on `ch`.
-    SendAwaitable(Channel& ch, T value) noexcept : ch_(ch), value_(std::move(value)) {}
-    ~SendAwaitable() {
-      if (destroyed_while_suspended()) unlink_if_waiting();
-    }
     /// Coroutine protocol: always goes through await_suspend (under the channel's lock).
     bool await_ready() const noexcept { return false; }
     template <class P>
-    /// Coroutine protocol: buffers or hands over the value at once (false), else queues the task.
+    /// Coroutine protocol: done at once (false: hands over, buffers or fails), else queues the task.
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
       if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
       detail::WakeBatch batch;
       bool wait = false;
       {
         detail::Guard g(ch_.lock_);
-        if (!ch_.offer_locked(value_, batch, result_)) {
-          if (!enqueue_locked(ch_.lock_, ch_.senders_, h)) return false;
+        if (!static_cast<Self&>(*this).try_locked(batch)) {
+          if (!enqueue_locked(ch_.lock_, Self::queue_of(ch_), h)) return false;
           wait = true;
         }
       }
@@ -134,64 +131,64 @@ class Channel {
       batch.wake_all();
       return false;
     }
+
+   protected:
+    /// A wait on `ch`.
+    explicit WaitBase(Channel& ch) noexcept : ch_(ch) {}
+    /// Once resumed: the error the wait ended with (closed, cancelled), or none.
+    std::error_code finish() noexcept {
+      finish_wait();
+      return failed() ? error() : result_;
+    }
+    /// The channel waited on.
+    Channel& ch_;
+    /// Failure found without waiting (the channel was closed).
+    std::error_code result_;
+  };
+
+  /// `co_await ch.send(v)` → Expected<void>.
+  class [[nodiscard]] SendAwaitable final : public WaitBase<SendAwaitable> {
+   public:
+    /// Send `value` on `ch`.
+    SendAwaitable(Channel& ch, T value) noexcept : WaitBase<SendAwaitable>(ch), value_(std::move(value)) {}
+    ~SendAwaitable() {
+      // Here, not in the base: the value must stay until no other thread can reach it.
+      if (this->destroyed_while_suspended()) this->unlink_if_waiting();
+    }
     /// Coroutine protocol: success once the value is delivered or buffered, or broken_pipe / cancellation.
     Expected<void> await_resume() noexcept {
-      finish_wait();
-      if (failed()) return make_error(error());
-      if (result_) return make_error(result_);
+      if (std::error_code ec = this->finish()) return make_error(ec);
       return {};
     }
 
    private:
     friend class Channel;
-    Channel& ch_;
+    friend class WaitBase<SendAwaitable>;
+    bool try_locked(detail::WakeBatch& batch) noexcept { return this->ch_.offer_locked(value_, batch, this->result_); }
+    static detail::WaitQueue& queue_of(Channel& ch) noexcept { return ch.senders_; }
     std::optional<T> value_;  // emptied when a receiver (or the buffer) takes it
-    std::error_code result_;  // fast-path failure (closed)
   };
 
   /// `co_await ch.recv()` → Expected<T>.
-  class [[nodiscard]] RecvAwaitable final : public detail::Waiter {
+  class [[nodiscard]] RecvAwaitable final : public WaitBase<RecvAwaitable> {
    public:
     /// Receive from `ch`.
-    explicit RecvAwaitable(Channel& ch) noexcept : ch_(ch) {}
+    explicit RecvAwaitable(Channel& ch) noexcept : WaitBase<RecvAwaitable>(ch) {}
     ~RecvAwaitable() {
-      if (destroyed_while_suspended()) unlink_if_waiting();
-    }
-    /// Coroutine protocol: always goes through await_suspend (under the channel's lock).
-    bool await_ready() const noexcept { return false; }
-    template <class P>
-    /// Coroutine protocol: takes a value at once (false), else queues the task.
-    bool await_suspend(std::coroutine_handle<P> h) noexcept {
-      if (!check_scope(::galay::detail::scope_of(h.promise()))) return false;
-      detail::WakeBatch batch;
-      bool wait = false;
-      {
-        detail::Guard g(ch_.lock_);
-        if (!ch_.take_locked(slot_, batch, result_)) {
-          if (!enqueue_locked(ch_.lock_, ch_.receivers_, h)) return false;
-          wait = true;
-        }
-      }
-      if (wait) {
-        register_with_scope();
-        return true;
-      }
-      batch.wake_all();
-      return false;
+      if (this->destroyed_while_suspended()) this->unlink_if_waiting();
     }
     /// Coroutine protocol: the value, or broken_pipe once closed and empty, or the cancellation error.
     Expected<T> await_resume() noexcept {
-      finish_wait();
-      if (failed()) return make_error(error());
-      if (result_) return make_error(result_);
+      if (std::error_code ec = this->finish()) return make_error(ec);
       return Expected<T>(std::move(*slot_));
     }
 
    private:
     friend class Channel;
-    Channel& ch_;
+    friend class WaitBase<RecvAwaitable>;
+    bool try_locked(detail::WakeBatch& batch) noexcept { return this->ch_.take_locked(slot_, batch, this->result_); }
+    static detail::WaitQueue& queue_of(Channel& ch) noexcept { return ch.receivers_; }
     std::optional<T> slot_;  // filled by a sender (or the buffer)
-    std::error_code result_;
   };
 
   /// Send `value`, suspending while the channel is full.
