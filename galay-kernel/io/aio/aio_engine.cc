@@ -1,7 +1,5 @@
 #include "galay-kernel/io/aio/aio_engine.h"
 
-#include "galay-kernel/io/ops/op_kind.h"
-
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -10,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+
+#include "galay-kernel/io/ops/op_kind.h"
 
 namespace galay {
 namespace {
