@@ -4,6 +4,7 @@
 //                 [--direct | --no-direct] [--backend epoll|io_uring|kqueue|auto]
 //                 [--qd depth] [--rw read|write|randrw] [--file-size bytes]
 //                 [--duration seconds] [--file path] [--verify] [--json] [--seed n]
+//                 [--huge-pages on|off] [--mlock]
 //
 // Every worker is a set of coroutines on one Scheduler thread (the library's model: one
 // loop per thread). A worker keeps `--qd` requests in flight: with -batch 1 that is qd
@@ -27,6 +28,12 @@
 // or moves fewer bytes than the block, or (with --verify) reads back data that is not
 // what was last written there, counts as one error. --verify makes every lane own a
 // disjoint set of blocks so the expected content of each block is known exactly.
+//
+// Buffers: by default each lane's buffers are heap AlignedBuffers. --huge-pages or --mlock
+// puts every buffer of the run in one MappedMemory region instead (common/mapped_memory.h:
+// huge pages when asked, reserved and the region is at least one huge page; pre-faulted;
+// mlocked with --mlock), one block-aligned slot per request in flight; what the region got
+// is printed ("buffer memory: ...") and carried in --json.
 //
 // Output: one progress line per second (stderr with --json), then the table (or one JSON
 // object). MB = 1024*1024 bytes. Exit status: 0 with no errors, 1 with errors, 2 on bad
@@ -88,6 +95,8 @@ struct Config {
   bool verify = false;
   bool json = false;
   std::uint64_t seed = 0x9e3779b97f4a7c15ull;
+  MemoryOptions memory;         // --huge-pages, --mlock
+  bool mapped_buffers = false;  // either given: the buffers live in one MappedMemory region
 };
 
 Config parse_args(int argc, char** argv) {
@@ -121,8 +130,17 @@ Config parse_args(int argc, char** argv) {
       .text("--file", "PATH", "use this existing file for every worker (not removed)", cfg.file)
       .flag("--verify", "check that reads return what was last written", cfg.verify)
       .size("--seed", "N", "random seed (default fixed)", cfg.seed, 0, UINT64_MAX)
+      .option("--huge-pages", "on|off", "all buffers in one mapped region, on huge pages (on) or not (off)",
+              [&cfg](std::string_view v) {
+                if (v != "on" && v != "off") return std::string("on or off");
+                cfg.memory.huge_pages = v == "on";
+                cfg.mapped_buffers = true;
+                return std::string();
+              })
+      .flag("--mlock", "all buffers in one mapped region, locked in memory (mlock)", cfg.memory.lock)
       .flag("--json", "print one JSON object instead of the table", cfg.json);
   args.parse(argc, argv);
+  if (cfg.memory.lock) cfg.mapped_buffers = true;
   if (cfg.qd == 0) cfg.qd = cfg.batch;
   if (cfg.qd < cfg.batch) cfg.qd = cfg.batch;
   return cfg;
@@ -193,6 +211,8 @@ struct Run {
   Stats stats;
   bool finished = false;
   std::size_t first_errors_shown = 0;
+  MappedMemory buffers;           // --huge-pages/--mlock: every lane's buffers
+  std::size_t buffer_stride = 0;  // bytes between two buffers in it (block-aligned)
 
   bool stopping() const { return g_interrupted.load(std::memory_order_relaxed) || Clock::now() >= deadline; }
 
@@ -233,6 +253,7 @@ struct Lane {
   std::size_t index;  // among the lanes sharing target (for --verify partitioning)
   std::uint64_t quota;
   Rng rng;
+  std::byte* buffers = nullptr;  // this lane's slots in Run::buffers; nullptr: heap buffers
 
   bool pick_read() {
     switch (run->cfg.rw) {
@@ -255,7 +276,10 @@ struct Lane {
 Task<void> lane_single(Lane lane) {
   Run& run = *lane.run;
   const std::size_t bs = run.cfg.block;
-  AlignedBuffer buf(bs, std::max<std::size_t>(4096, lane.target->file.logical_block_size()));
+  AlignedBuffer heap = lane.buffers != nullptr
+                           ? AlignedBuffer()
+                           : AlignedBuffer(bs, std::max<std::size_t>(4096, lane.target->file.logical_block_size()));
+  const std::span<std::byte> buf = lane.buffers != nullptr ? std::span<std::byte>(lane.buffers, bs) : heap.span();
   fill_block(buf.data(), bs, 0, 0);
   const bool timed = run.cfg.duration_s > 0;
   for (std::uint64_t done = 0; timed || done < lane.quota; ++done) {
@@ -267,8 +291,8 @@ Task<void> lane_single(Lane lane) {
       v = v == kUnknown ? 1 : v + 1;
       fill_block(buf.data(), bs, block, v);
     }
-    Expected<std::size_t> r = is_read ? co_await lane.target->file.read_at(buf.span(), block * bs)
-                                      : co_await lane.target->file.write_at(buf.span(), block * bs);
+    Expected<std::size_t> r = is_read ? co_await lane.target->file.read_at(buf, block * bs)
+                                      : co_await lane.target->file.write_at(buf, block * bs);
     run.record(is_read, r, Clock::now(), *lane.target, block, buf.data());
   }
 }
@@ -277,9 +301,15 @@ Task<void> lane_batch(Lane lane) {
   Run& run = *lane.run;
   const std::size_t bs = run.cfg.block, n = run.cfg.batch;
   const std::size_t align = std::max<std::size_t>(4096, lane.target->file.logical_block_size());
-  std::vector<AlignedBuffer> bufs;
+  std::vector<AlignedBuffer> heap;
+  std::vector<std::span<std::byte>> bufs;
   for (std::size_t i = 0; i < n; ++i) {
-    bufs.emplace_back(bs, align);
+    if (lane.buffers != nullptr) {
+      bufs.emplace_back(lane.buffers + i * run.buffer_stride, bs);
+    } else {
+      heap.emplace_back(bs, align);
+      bufs.push_back(heap.back().span());
+    }
     fill_block(bufs.back().data(), bs, 0, 0);
   }
   std::vector<std::uint64_t> blocks(n);
@@ -300,14 +330,14 @@ Task<void> lane_batch(Lane lane) {
              std::find(blocks.begin(), blocks.begin() + std::ptrdiff_t(i), b) != blocks.begin() + std::ptrdiff_t(i));
       blocks[i] = b;
       if (reads[i]) {
-        batch.read_at(lane.target->file, bufs[i].span(), b * bs);
+        batch.read_at(lane.target->file, bufs[i], b * bs);
       } else {
         if (run.cfg.verify) {
           std::uint32_t& v = lane.target->version[b];
           v = v == kUnknown ? 1 : v + 1;
           fill_block(bufs[i].data(), bs, b, v);
         }
-        batch.write_at(lane.target->file, bufs[i].span(), b * bs);
+        batch.write_at(lane.target->file, bufs[i], b * bs);
       }
     }
     (void)co_await batch.submit();
@@ -432,6 +462,19 @@ Task<int> bench(Run* runp) {
     t->lanes = lanes_per_file;
   }
 
+  if (cfg.mapped_buffers) {
+    std::size_t align = 4096;
+    for (auto& t : run.targets) align = std::max(align, t->file.logical_block_size());
+    run.buffer_stride = (bs + align - 1) / align * align;
+    auto mem = MappedMemory::map(cfg.workers * lanes_per_worker * cfg.batch * run.buffer_stride, cfg.memory, align);
+    if (!mem) {
+      std::fprintf(stderr, "bench_file_io: buffer memory: %s\n", mem.error().message().c_str());
+      co_return 2;
+    }
+    run.buffers = std::move(*mem);
+    if (!cfg.json) std::fprintf(stderr, "buffer memory: %s\n", run.buffers.describe().c_str());
+  }
+
   // ---- run ----
   std::vector<Task<void>> lanes;
   Rng seeder{cfg.seed | 1};
@@ -441,7 +484,8 @@ Task<int> bench(Run* runp) {
     for (std::size_t l = 0; l < lanes_per_worker; ++l, ++lane_no) {
       // Split the worker's -n requests over its lanes.
       std::uint64_t quota = cfg.ops / lanes_per_worker + (l < cfg.ops % lanes_per_worker ? 1 : 0);
-      Lane lane{&run, t, cfg.file.empty() ? l : lane_no, quota, Rng{seeder.next() | 1}};
+      std::byte* slots = run.buffers.empty() ? nullptr : run.buffers.data() + lane_no * cfg.batch * run.buffer_stride;
+      Lane lane{&run, t, cfg.file.empty() ? l : lane_no, quota, Rng{seeder.next() | 1}, slots};
       lanes.push_back(cfg.batch > 1 ? lane_batch(lane) : lane_single(lane));
     }
   }
@@ -534,18 +578,21 @@ int main(int argc, char** argv) {
         "{\"backend\":\"%s\",\"direct\":%s,\"workers\":%zu,\"qd\":%zu,\"batch\":%zu,\"block\":%zu,\"rw\":\"%s\","
         "\"file_size\":%" PRIu64 ",\"verify\":%s,\"duration_s\":%.6f,\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
         ",\"read_mb\":%.3f,\"write_mb\":%.3f,\"read_iops\":%.1f,\"write_iops\":%.1f,\"iops\":%.1f,"
-        "\"read_mbps\":%.3f,\"write_mbps\":%.3f,\"errors\":%" PRIu64 ",\"interrupted\":%s}\n",
+        "\"read_mbps\":%.3f,\"write_mbps\":%.3f,\"errors\":%" PRIu64 ",\"interrupted\":%s,\"buffer_memory\":\"%s\"}\n",
         backend_name.c_str(), cfg.direct ? "true" : "false", cfg.workers, in_flight, cfg.batch, cfg.block,
         rw_name(cfg.rw), run.nblocks * cfg.block, cfg.verify ? "true" : "false", secs, s.reads, s.writes, read_mb,
         write_mb, double(s.reads) / secs, double(s.writes) / secs, double(s.reads + s.writes) / secs, read_mb / secs,
-        write_mb / secs, s.errors, g_interrupted ? "true" : "false");
+        write_mb / secs, s.errors, g_interrupted ? "true" : "false",
+        run.buffers.empty() ? "heap" : run.buffers.describe().c_str());
   } else {
     std::printf("\nbench_file_io: %s [%s]\n", backend_name.c_str(), backend_desc.c_str());
     std::printf("  %zu workers x %zu in flight (%zu lanes x batch %zu), %zu-byte blocks, %s, %s, %" PRIu64
-                " MiB %s%s\n\n",
+                " MiB %s%s\n",
                 cfg.workers, in_flight, lanes_per_worker, cfg.batch, cfg.block, rw_name(cfg.rw),
                 cfg.direct ? "O_DIRECT" : "buffered", (run.nblocks * cfg.block) >> 20,
                 cfg.file.empty() ? "per worker" : "shared file", cfg.verify ? ", verified" : "");
+    std::printf("  buffers: %s\n\n",
+                run.buffers.empty() ? "heap (AlignedBuffer per request slot)" : run.buffers.describe().c_str());
     std::printf("| Metric | Value |\n|---|---|\n");
     std::printf("| Duration | %.3f s%s |\n", secs, g_interrupted ? " (interrupted)" : "");
     std::printf("| Total reads | %s |\n", grouped(s.reads).c_str());

@@ -66,6 +66,7 @@ struct Config {
   bool pin = false;
   std::uint64_t timeout_s = 0;    // --timeout: per receive and send; 0 = none
   std::string tls_cert, tls_key;  // --tls-cert, --tls-key: a TLS echo
+  MemoryOptions pool_memory;      // --huge-pages, --mlock: the pool's memory (MappedMemory)
 #if GALAY_KERNEL_WITH_TLS
   TlsContext tls;  // made from them in main; valid() means TLS
 #endif
@@ -88,6 +89,9 @@ Config parse_args(int argc, char** argv) {
       .integer("-t, --threads", "N", "event loops, one per thread, each with a SO_REUSEPORT listener (default 1)",
                cfg.threads, 1, 1024)
       .flag("--pin", "pin loop i to the i-th CPU allowed to the process (see taskset)", cfg.pin)
+      .choice("--huge-pages", "on|off", "the pool's buffers on huge pages when some are reserved (default on)",
+              cfg.pool_memory.huge_pages, {{"on", true}, {"off", false}})
+      .flag("--mlock", "lock the pool's buffers in memory (mlock)", cfg.pool_memory.lock)
       .integer("--timeout", "SECONDS", "time limit on every receive and send of a connection (default: none)",
                cfg.timeout_s, 1, 86400)
       .text("--tls-cert", "FILE", "echo over TLS with this PEM certificate chain (needs --tls-key)", cfg.tls_cert)
@@ -180,6 +184,7 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
     std::printf("bench_server listening on %s backend=%s (%s) recv=%s threads=%zu%s%s\n", where.c_str(),
                 std::string(to_string(sched->backend_kind())).c_str(), sched->describe_backend().c_str(),
                 t_pool ? "pooled" : "plain", cfg.threads, cfg.pin ? " pinned" : "", cfg.tls_cert.empty() ? "" : " tls");
+    if (t_pool != nullptr) std::printf("bench_server pool memory: %s\n", t_pool->memory().describe().c_str());
     std::fflush(stdout);
   }
 
@@ -250,7 +255,7 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   std::unique_ptr<Scheduler> sched = std::move(*created);
   std::unique_ptr<BufferPool> pool;
   if (cfg.pooled) {
-    auto p = BufferPool::create(*sched, kPoolBuffers, kPoolBufferSize);
+    auto p = BufferPool::create(*sched, kPoolBuffers, kPoolBufferSize, cfg.pool_memory);
     if (p) {
       pool = std::move(*p);
     } else if (index == 0) {

@@ -7,6 +7,7 @@
 #include "galay-kernel/common/aligned_buffer.h"
 #include "galay-kernel/common/error.h"
 #include "galay-kernel/common/expected.h"
+#include "galay-kernel/common/mapped_memory.h"
 #include "galay-kernel/io/backend_kind.h"
 #include "galay-kernel/coro/cancel.h"
 #include "galay-kernel/runtime/scheduler.h"

@@ -35,8 +35,8 @@ struct Ends {
   IpcSender tx;
   IpcReceiver rx;
 };
-Ends open_pair(std::size_t capacity, IpcReceiverOptions options = {}) {
-  auto files = make_ipc_channel(capacity);
+Ends open_pair(std::size_t capacity, IpcReceiverOptions options = {}, const MemoryOptions& memory = {}) {
+  auto files = make_ipc_channel(capacity, memory);
   EXPECT_TRUE(files.has_value());
   auto tx = IpcSender::open(std::move(files->sender));
   auto rx = IpcReceiver::open(std::move(files->receiver), options);
@@ -85,6 +85,36 @@ TEST_P(IpcChannelTest, MessagesKeepOrderAndBoundariesThroughWrapAndSleep) {
 TEST_P(IpcChannelTest, SpinningReceiverGetsEverything) {
   auto [tx, rx] = open_pair(4096, IpcReceiverOptions{std::chrono::microseconds(20)});
   run(stream_numbered(tx, rx, 20'000));
+}
+
+TEST_P(IpcChannelTest, BothEndsSayWhyASmallRingHasNoHugePages) {
+  auto [tx, rx] = open_pair(4096);
+  for (const std::string& d : {tx.memory_description(), rx.memory_description()}) {
+    EXPECT_NE(d.find("in 4 KiB pages"), std::string::npos) << d;
+    if (MappedMemory::huge_page_size() != 0) {
+      EXPECT_NE(d.find("smaller than one"), std::string::npos) << d;
+    }
+    EXPECT_NE(d.find(", populated, not locked (not asked)"), std::string::npos) << d;
+  }
+  tx.close();
+  EXPECT_EQ(tx.memory_description(), "");
+}
+
+TEST_P(IpcChannelTest, RingOnHugePagesCarriesMessagesThroughWrap) {
+  if (std::string why = no_free_huge_pages(3); !why.empty()) GTEST_SKIP() << why;
+  auto [tx, rx] = open_pair(std::size_t{2} << 20);  // 2 MiB ring + the header page: two huge pages
+  for (const std::string& d : {tx.memory_description(), rx.memory_description()})
+    EXPECT_NE(d.find("in 2 MiB huge pages"), std::string::npos) << d;
+  run(stream_numbered(tx, rx, 250000));  // about 10 MiB: the ring wraps several times
+}
+
+TEST_P(IpcChannelTest, LockedRingOnBothEnds) {
+  auto [tx, rx] = open_pair(8192, {}, {.huge_pages = false, .lock = true});
+  for (const std::string& d : {tx.memory_description(), rx.memory_description()}) {
+    EXPECT_NE(d.find(", locked"), std::string::npos) << d;
+    EXPECT_EQ(d.find("huge pages:"), std::string::npos) << d;
+  }
+  run(stream_numbered(tx, rx, 5000));
 }
 
 TEST_P(IpcChannelTest, EmptyMessagesAndTheLargestOne) {

@@ -1,14 +1,21 @@
 #pragma once
 /// @file aligned_buffer.h
-/// AlignedBuffer: an owning heap buffer whose address is aligned to a power of two, for
+/// AlignedBuffer: an owning buffer whose address is aligned to a power of two, for
 /// O_DIRECT I/O (see File::logical_block_size()). Move-only, zero-filled on creation.
+/// Made without MemoryOptions it is a heap block (cheap, for small or short-lived
+/// buffers); made with them it is a MappedMemory region (huge pages, pre-faulting, mlock:
+/// common/mapped_memory.h), for large long-lived ones.
 
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <utility>
+
+#include "galay-kernel/common/mapped_memory.h"
 
 namespace galay {
 
@@ -32,9 +39,26 @@ class AlignedBuffer {
     data_ = static_cast<std::byte*>(::operator new(size_, std::align_val_t(alignment_)));
     std::memset(data_, 0, size_);
   }
+  /// `size` zeroed bytes aligned to `alignment`, mapped under `memory` (MappedMemory: its
+  /// alignment is at least the page size). Throws std::bad_alloc when no memory can be
+  /// mapped, std::invalid_argument for an alignment that is not a power of two; a refused
+  /// huge page or mlock falls back, and memory_description() says so.
+  AlignedBuffer(std::size_t size, std::size_t alignment, const MemoryOptions& memory)
+      : size_(size), alignment_(alignment < alignof(std::max_align_t) ? alignof(std::max_align_t) : alignment) {
+    if ((alignment_ & (alignment_ - 1)) != 0)
+      throw std::invalid_argument("AlignedBuffer: alignment must be a power of two");
+    if (size_ == 0) return;
+    auto m = MappedMemory::map(size_, memory, alignment_);
+    if (!m) throw std::bad_alloc();
+    mapped_ = std::make_unique<MappedMemory>(std::move(*m));
+    data_ = mapped_->data();
+  }
   /// Take over another buffer's memory; it becomes empty.
   AlignedBuffer(AlignedBuffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), alignment_(o.alignment_) {}
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
+        alignment_(o.alignment_),
+        mapped_(std::move(o.mapped_)) {}
   /// Free this buffer's memory, then take over the other's.
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {
@@ -42,6 +66,7 @@ class AlignedBuffer {
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       alignment_ = o.alignment_;
+      mapped_ = std::move(o.mapped_);
     }
     return *this;
   }
@@ -59,6 +84,11 @@ class AlignedBuffer {
   bool empty() const noexcept { return size_ == 0; }
   /// The alignment of data().
   std::size_t alignment() const noexcept { return alignment_; }
+  /// Where the memory came from: "heap", or MappedMemory::describe() for a buffer made
+  /// with MemoryOptions (huge pages or not, populated, locked, and why not).
+  std::string memory_description() const { return mapped_ ? mapped_->describe() : std::string("heap"); }
+  /// The mapping behind a buffer made with MemoryOptions (nullptr for a heap buffer).
+  const MappedMemory* mapping() const noexcept { return mapped_.get(); }
   /// Byte `i` (unchecked).
   std::byte& operator[](std::size_t i) noexcept { return data_[i]; }
   /// Byte `i` (unchecked).
@@ -81,13 +111,15 @@ class AlignedBuffer {
 
  private:
   void release() noexcept {
-    if (data_ != nullptr) ::operator delete(data_, std::align_val_t(alignment_));
+    if (!mapped_ && data_ != nullptr) ::operator delete(data_, std::align_val_t(alignment_));
+    mapped_.reset();
     data_ = nullptr;
   }
 
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t alignment_ = kDefaultAlignment;
+  std::unique_ptr<MappedMemory> mapped_;  // owns data_ when set (kept out of line: most buffers are heap ones)
 };
 
 }  // namespace galay

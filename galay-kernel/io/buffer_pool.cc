@@ -31,26 +31,29 @@ void PooledChunk::reset() noexcept {
   len_ = 0;
 }
 
-Expected<std::unique_ptr<BufferPool>> BufferPool::create(unsigned count, unsigned size) {
+Expected<std::unique_ptr<BufferPool>> BufferPool::create(unsigned count, unsigned size, const MemoryOptions& memory) {
   Scheduler* s = Scheduler::current();
   if (s == nullptr) return make_error(make_error_code(Error::not_bound_to_scheduler));
-  return create(*s, count, size);
+  return create(*s, count, size, memory);
 }
 
-Expected<std::unique_ptr<BufferPool>> BufferPool::create(Scheduler& sched, unsigned count, unsigned size) {
+Expected<std::unique_ptr<BufferPool>> BufferPool::create(Scheduler& sched, unsigned count, unsigned size,
+                                                         const MemoryOptions& memory) {
   Scheduler* s = &sched;
   if (count == 0 || count > 32768 || (count & (count - 1)) != 0 || size == 0) return errno_error(EINVAL);
-  std::unique_ptr<BufferPool> pool(new BufferPool(s->backend(), count, size));
+  auto mem = MappedMemory::map(std::size_t(count) * size, memory);
+  if (!mem) return make_error(mem.error());
+  std::unique_ptr<BufferPool> pool(new BufferPool(s->backend(), count, size, std::move(*mem)));
   if (auto ec = s->backend().attach_pool(*pool)) return make_error(ec);
   return pool;
 }
 
-BufferPool::BufferPool(Backend& backend, unsigned count, unsigned size)
+BufferPool::BufferPool(Backend& backend, unsigned count, unsigned size, MappedMemory memory)
     : backend_(backend),
       count_(count),
       size_(size),
       available_(count),
-      memory_(new std::byte[std::size_t(count) * size]),
+      memory_(std::move(memory)),
       next_(count, -1),
       len_(count, 0),
       owner_(count, nullptr) {}

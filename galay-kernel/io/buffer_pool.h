@@ -9,6 +9,10 @@
 /// Either way, when the pool runs dry a waiting receive waits for a buffer to come back
 /// (io_uring: the multishot recv that ended with ENOBUFS is re-armed), it never hangs.
 ///
+/// The buffers' memory comes from MappedMemory (common/mapped_memory.h): by default huge
+/// pages when the pool is at least one huge page and some are reserved, else ordinary
+/// pages, pre-faulted either way; memory().describe() says which. MemoryOptions changes it.
+///
 /// The pool must outlive every StreamReceiver and PooledChunk that uses it, and be used
 /// on its scheduler's thread only.
 
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "galay-kernel/common/expected.h"
+#include "galay-kernel/common/mapped_memory.h"
 #include "galay-kernel/io/multishot.h"
 
 namespace galay {
@@ -119,12 +124,13 @@ struct PooledRecvState : MultishotState {
 /// on its scheduler's thread only.
 class BufferPool {
  public:
-  /// A pool of `count` buffers of `size` bytes on the current thread's scheduler.
-  /// count must be a power of two in [1, 32768].
-  static Expected<std::unique_ptr<BufferPool>> create(unsigned count, unsigned size);
+  /// A pool of `count` buffers of `size` bytes on the current thread's scheduler, its
+  /// memory allocated under `memory`. count must be a power of two in [1, 32768].
+  static Expected<std::unique_ptr<BufferPool>> create(unsigned count, unsigned size, const MemoryOptions& memory = {});
   /// The same on `scheduler` (e.g. from main before the loop runs). Destroy the pool
   /// before the scheduler, after the tasks that use it (see Scheduler::shutdown()).
-  static Expected<std::unique_ptr<BufferPool>> create(Scheduler& scheduler, unsigned count, unsigned size);
+  static Expected<std::unique_ptr<BufferPool>> create(Scheduler& scheduler, unsigned count, unsigned size,
+                                                      const MemoryOptions& memory = {});
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
@@ -135,10 +141,13 @@ class BufferPool {
   unsigned buffer_size() const noexcept { return size_; }
   /// Buffers the caller does not hold right now (free in the pool or in the kernel ring).
   unsigned available() const noexcept { return available_; }
+  /// The buffers' memory: its describe() says whether it got huge pages, was pre-faulted
+  /// and locked, and why not.
+  const MappedMemory& memory() const noexcept { return memory_; }
 
   // ---- for backends ----
   /// Buffer `id`'s memory.
-  std::byte* buffer(std::uint16_t id) noexcept { return memory_.get() + std::size_t(id) * size_; }
+  std::byte* buffer(std::uint16_t id) noexcept { return memory_.data() + std::size_t(id) * size_; }
   /// Buffer `id` now belongs to `owner` (io_uring: the kernel filled it for that receiver;
   /// others: taken for its recv) until its chunk is dropped.
   void take(std::uint16_t id, PooledRecvState& owner) noexcept {
@@ -171,14 +180,14 @@ class BufferPool {
 
  private:
   friend class PooledChunk;
-  BufferPool(Backend& backend, unsigned count, unsigned size);
+  BufferPool(Backend& backend, unsigned count, unsigned size, MappedMemory memory);
   void release(std::uint16_t id) noexcept;
 
   Backend& backend_;
   unsigned count_;
   unsigned size_;
   unsigned available_;
-  std::unique_ptr<std::byte[]> memory_;
+  MappedMemory memory_;
   std::vector<std::int32_t> next_;
   std::vector<std::uint32_t> len_;
   std::vector<PooledRecvState*> owner_;  // per buffer: the receiver holding it, or null

@@ -16,6 +16,7 @@
 #include <new>
 #include <utility>
 
+#include "galay-kernel/common/detail/memory_policy.h"
 #include "galay-kernel/common/error.h"
 #include "galay-kernel/runtime/scheduler.h"
 
@@ -32,13 +33,18 @@ constexpr std::size_t kRecordHeader = sizeof(std::uint32_t);
 
 enum FdIndex : std::size_t { kMemory = 0, kDataEvent = 1, kSpaceEvent = 2, kLink = 3 };
 
+// IpcShared::memory: what the creator asked of each end's mapping (low byte), and what
+// became of its huge-page request (second byte), so both ends can describe it.
+enum MemoryFlags : std::uint32_t { kPopulate = 1, kLock = 2 };
+enum HugeNote : std::uint32_t { kHugeNotAsked = 0, kHugeUsed, kHugeTooSmall, kHugeAbsent, kHugeNoneFree, kHugeRefused };
+
 // The header both processes map. Each field group that one side writes often has its own
 // cache line, so the sender's head updates do not evict the receiver's tail and vice versa.
 struct alignas(64) IpcShared {
   std::uint64_t magic;
   std::uint32_t version;
-  std::uint32_t reserved;
-  std::uint64_t capacity;                                    // bytes in the ring, a power of two
+  std::uint32_t memory;    // MemoryFlags and a HugeNote, set by make_ipc_channel (0 in older rings: no request)
+  std::uint64_t capacity;  // bytes in the ring, a power of two
   alignas(64) std::atomic<std::uint64_t> head;               // bytes ever written (sender)
   alignas(64) std::atomic<std::uint64_t> tail;               // bytes ever consumed (receiver)
   alignas(64) std::atomic<std::uint32_t> receiver_sleeping;  // set by the receiver, cleared by whoever wakes it
@@ -68,6 +74,7 @@ struct IpcEndpoint {
   std::byte* ring = nullptr;
   std::uint64_t mask = 0;
   std::size_t map_size = 0;
+  std::string memory_description;    // this end's mapping, in MappedMemory's words
   int wait_fd = -1;                  // epoll set {own eventfd, link}: readable on a wakeup or a peer gone
   Scheduler* wait_sched = nullptr;   // the scheduler that registered wait_fd (closes it)
   std::uint64_t position = 0;        // sender: head; receiver: tail (only this end writes it)
@@ -102,11 +109,16 @@ struct IpcEndpoint {
     if (p == MAP_FAILED) return Unexpected(last_error());
     const auto* header = static_cast<const IpcShared*>(p);
     const std::uint64_t cap = header->capacity;
+    const std::uint32_t memory = header->memory;
+    const std::uint32_t huge_note = memory >> 8 & 0xff;
+    // A hugetlb memfd is whole huge pages: the ring may end before the file does.
+    const std::size_t slack = huge_note == kHugeUsed ? MappedMemory::huge_page_size() : 1;
     if (header->magic != kMagic || header->version != kVersion || cap < kMinCapacity || (cap & (cap - 1)) != 0 ||
-        cap != size - kDataOffset) {
+        cap > size - kDataOffset || size - kDataOffset - cap >= slack || huge_note > kHugeRefused) {
       ::munmap(p, size);  // not a channel: leave it untouched
       return Unexpected(errno_code(EINVAL));
     }
+    ep->describe_memory(p, size, cap, memory);
     ep->map_size = size;
     ep->shared = static_cast<IpcShared*>(p);
     ep->ring = static_cast<std::byte*>(p) + kDataOffset;
@@ -246,6 +258,34 @@ struct IpcEndpoint {
     [[maybe_unused]] ssize_t r = ::write(peer_event(), &one, sizeof(one));
   }
 
+  // Fault every page of this end's mapping in now. Reads only, where MADV_POPULATE_WRITE
+  // (Linux 5.14) is missing: the peer may already be writing the ring.
+  static void prefault(void* p, std::size_t size) noexcept {
+#if defined(MADV_POPULATE_WRITE)
+    if (::madvise(p, size, MADV_POPULATE_WRITE) == 0) return;
+#endif
+    const auto* bytes = static_cast<const volatile std::byte*>(p);
+    for (std::size_t off = 0; off < size; off += 4096) (void)bytes[off];
+  }
+
+  // Pre-fault and lock this end's mapping as the creator asked, and say what it got.
+  void describe_memory(void* p, std::size_t size, std::uint64_t cap, std::uint32_t memory) {
+    const std::uint32_t note = memory >> 8 & 0xff;
+    const bool huge = note == kHugeUsed;
+    std::string huge_text;
+    if (note == kHugeTooSmall) huge_text = detail::huge_page_too_small(kDataOffset + cap);
+    if (note == kHugeAbsent) huge_text = detail::huge_page_absent();
+    if (note == kHugeNoneFree) huge_text = detail::huge_page_refusal(ENOMEM);
+    if (note == kHugeRefused) huge_text = "huge pages: refused by memfd_create or mmap";
+    const bool populate = (memory & kPopulate) != 0;
+    if (populate) prefault(p, size);
+    bool locked = false;
+    const std::string lock_note = (memory & kLock) != 0 ? lock_pages(p, size, locked) : "not locked (not asked)";
+    memory_description = describe_mapping(
+        size, huge ? MappedMemory::huge_page_size() : static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), huge,
+        huge_text, populate, lock_note);
+  }
+
   void release() noexcept {
     mark_closed();
     if (wait_fd >= 0) {
@@ -352,7 +392,7 @@ Expected<IpcEndpointFiles> IpcEndpointFiles::adopt(std::span<const int> fds) noe
   return f;
 }
 
-Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity) noexcept {
+Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity, const MemoryOptions& memory) noexcept {
   using namespace detail;
   if (capacity > kMaxCapacity) return Unexpected(errno_code(EINVAL));
   std::size_t cap = kMinCapacity;
@@ -361,16 +401,44 @@ Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity) noexcept {
   IpcChannelFiles out;
   auto& s = out.sender.fds_;
   auto& r = out.receiver.fds_;
-  s[kMemory] = ::memfd_create("galay-ipc", MFD_CLOEXEC);
-  if (s[kMemory] < 0) return Unexpected(last_error());
-  if (::ftruncate(s[kMemory], static_cast<off_t>(kDataOffset + cap)) < 0) return Unexpected(last_error());
-  void* p = ::mmap(nullptr, kDataOffset, PROT_READ | PROT_WRITE, MAP_SHARED, s[kMemory], 0);
-  if (p == MAP_FAILED) return Unexpected(last_error());
+  // Huge pages first when asked and the ring fills at least one; the file is then whole
+  // huge pages. The mapping below reserves them: no free ones is ENOMEM there.
+  std::uint32_t huge_note = kHugeNotAsked;
+  std::size_t size = kDataOffset + cap;
+  void* p = MAP_FAILED;
+  if (memory.huge_pages) {
+    const std::size_t huge = MappedMemory::huge_page_size();
+    huge_note = huge == 0 ? kHugeAbsent : size < huge ? kHugeTooSmall : kHugeUsed;
+#if defined(MFD_HUGETLB)
+    if (huge_note == kHugeUsed) {
+      const std::size_t huge_size = (size + huge - 1) / huge * huge;
+      s[kMemory] = ::memfd_create("galay-ipc", MFD_CLOEXEC | MFD_HUGETLB);
+      if (s[kMemory] >= 0 && ::ftruncate(s[kMemory], static_cast<off_t>(huge_size)) == 0)
+        p = ::mmap(nullptr, huge_size, PROT_READ | PROT_WRITE, MAP_SHARED, s[kMemory], 0);
+      if (p != MAP_FAILED) {
+        size = huge_size;
+      } else {
+        huge_note = errno == ENOMEM ? kHugeNoneFree : kHugeRefused;
+        close_fd(s[kMemory]);
+      }
+    }
+#else
+    if (huge_note == kHugeUsed) huge_note = kHugeRefused;
+#endif
+  }
+  if (p == MAP_FAILED) {
+    s[kMemory] = ::memfd_create("galay-ipc", MFD_CLOEXEC);
+    if (s[kMemory] < 0) return Unexpected(last_error());
+    if (::ftruncate(s[kMemory], static_cast<off_t>(size)) < 0) return Unexpected(last_error());
+    p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, s[kMemory], 0);
+    if (p == MAP_FAILED) return Unexpected(last_error());
+  }
   auto* shared = new (p) IpcShared{};
   shared->magic = kMagic;
   shared->version = kVersion;
   shared->capacity = cap;
-  ::munmap(p, kDataOffset);
+  shared->memory = (memory.populate ? kPopulate : 0u) | (memory.lock ? kLock : 0u) | huge_note << 8;
+  ::munmap(p, size);
 
   s[kDataEvent] = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   s[kSpaceEvent] = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -461,6 +529,8 @@ Expected<void> IpcSender::try_send(std::span<const std::byte> msg) noexcept {
   return ep_->try_send(msg);
 }
 std::size_t IpcSender::max_message_size() const noexcept { return ep_ ? ep_->max_message() : 0; }
+
+std::string IpcSender::memory_description() const { return ep_ ? ep_->memory_description : std::string(); }
 void IpcSender::close() noexcept { detail::IpcEndpoint::dispose(std::move(ep_)); }
 
 IpcReceiver::IpcReceiver(std::unique_ptr<detail::IpcEndpoint> ep) noexcept : ep_(std::move(ep)) {}
@@ -484,6 +554,8 @@ Expected<std::size_t> IpcReceiver::try_recv(std::span<std::byte> buf) noexcept {
   if (!ep_) return Unexpected(errno_code(EBADF));
   return ep_->try_recv(buf);
 }
+std::string IpcReceiver::memory_description() const { return ep_ ? ep_->memory_description : std::string(); }
+
 std::optional<std::size_t> IpcReceiver::next_message_size() noexcept {
   if (!ep_) return std::nullopt;
   auto len = ep_->peek();

@@ -23,8 +23,10 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "galay-kernel/common/expected.h"
+#include "galay-kernel/common/mapped_memory.h"
 #include "galay-kernel/io/op.h"
 #include "galay-kernel/coro/task.h"
 
@@ -62,7 +64,7 @@ class IpcEndpointFiles {
   void close() noexcept;
 
  private:
-  friend Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity) noexcept;
+  friend Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity, const MemoryOptions& memory) noexcept;
   friend struct detail::IpcEndpoint;
   std::array<int, kCount> fds_{-1, -1, -1, -1};
 };
@@ -78,7 +80,12 @@ struct IpcChannelFiles {
 /// Create a channel whose ring holds `capacity` bytes, rounded up to a power of two of at
 /// least 4 KiB (each message takes 4 bytes plus its size). Fails with the errno of memfd,
 /// eventfd, socketpair or mmap, or `invalid_argument` above 1 GiB.
-Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity) noexcept;
+///
+/// The shared memory follows MappedMemory's policy (common/mapped_memory.h) under `memory`:
+/// a hugetlb memfd when the ring is at least one huge page and some are free (else
+/// ordinary pages, with the reason); each end pre-faults its mapping when `populate` is
+/// set and mlocks it when `lock` is. Each end's memory_description() says what it got.
+Expected<IpcChannelFiles> make_ipc_channel(std::size_t capacity, const MemoryOptions& memory = {}) noexcept;
 
 /// `co_await tx.send(msg)` → Expected<void>. Completes at once when the ring has room.
 class [[nodiscard]] IpcSendAwaitable {
@@ -155,6 +162,8 @@ class IpcSender {
   Expected<void> try_send(std::span<const std::byte> msg) noexcept;
   /// Largest message the ring can take.
   std::size_t max_message_size() const noexcept;
+  /// This end's mapping of the ring, in MappedMemory::describe()'s words ("" once closed).
+  std::string memory_description() const;
   /// Mark the channel closed (the receiver gets Error::channel_closed after the queued
   /// messages), wake the receiver and release everything. Idempotent.
   void close() noexcept;
@@ -197,6 +206,8 @@ class IpcReceiver {
   Expected<std::size_t> try_recv(std::span<std::byte> buf) noexcept;
   /// Size of the next queued message, if there is one.
   std::optional<std::size_t> next_message_size() noexcept;
+  /// This end's mapping of the ring, in MappedMemory::describe()'s words ("" once closed).
+  std::string memory_description() const;
   /// Tell the sender nothing more will be read (its sends fail with `broken_pipe`), wake it
   /// and release everything. Idempotent.
   void close() noexcept;

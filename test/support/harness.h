@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -136,6 +137,25 @@ struct LiveCounter {
   LiveCounter(const LiveCounter&) { ++live; }
   ~LiveCounter() { --live; }
 };
+
+/// A field of /proc/meminfo (its number), or -1.
+inline long meminfo(const char* field) {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
+  return -1;
+}
+
+/// Empty when at least `pages` huge pages are free, else why the test can't run.
+inline std::string no_free_huge_pages(long pages) {
+  if (MappedMemory::huge_page_size() == 0) return "this system has no huge pages";
+  const long free = meminfo("HugePages_Free");
+  if (free >= pages) return {};
+  return "needs " + std::to_string(pages) + " free huge pages, HugePages_Free is " + std::to_string(free) +
+         " (reserve some: echo 16 > /proc/sys/vm/nr_hugepages; .ci/run does)";
+}
 
 /// A fresh directory for one test (mkdtemp), removed with its contents when destroyed.
 class TempDir {
