@@ -1,6 +1,5 @@
 #include "galay-kernel/common/mapped_memory.h"
 
-
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -119,7 +118,8 @@ Expected<MappedMemory> MappedMemory::map(std::size_t size, const MemoryOptions& 
 #if defined(MAP_HUGETLB)
     const std::size_t align = alignment > huge ? alignment : huge;
     const std::size_t length = round_up(size, huge) + (align > huge ? align : 0);
-    p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | populate_flag, -1, 0);
+    p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | populate_flag, -1,
+               0);
     if (p != MAP_FAILED) {
       m.huge_ = true;
       m.page_size_ = huge;
