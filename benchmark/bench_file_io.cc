@@ -4,7 +4,7 @@
 //                 [--direct | --no-direct] [--backend epoll|io_uring|kqueue|auto]
 //                 [--qd depth] [--rw read|write|randrw] [--file-size bytes]
 //                 [--duration seconds] [--file path] [--verify] [--json] [--seed n]
-//                 [--huge-pages on|off] [--mlock]
+//                 [--huge-pages on|off] [--mlock] [--sqpoll[=cpu]]
 //
 // Every worker is a set of coroutines on one Scheduler thread (the library's model: one
 // loop per thread). A worker keeps `--qd` requests in flight: with -batch 1 that is qd
@@ -95,7 +95,9 @@ struct Config {
   bool verify = false;
   bool json = false;
   std::uint64_t seed = 0x9e3779b97f4a7c15ull;
-  MemoryOptions memory;         // --huge-pages, --mlock
+  MemoryOptions memory;  // --huge-pages, --mlock
+  bool sqpoll = false;   // --sqpoll[=CPU]
+  int sqpoll_cpu = -1;
   bool mapped_buffers = false;  // either given: the buffers live in one MappedMemory region
 };
 
@@ -138,6 +140,7 @@ Config parse_args(int argc, char** argv) {
                 return std::string();
               })
       .flag("--mlock", "all buffers in one mapped region, locked in memory (mlock)", cfg.memory.lock)
+      .sqpoll(cfg.sqpoll, cfg.sqpoll_cpu)
       .flag("--json", "print one JSON object instead of the table", cfg.json);
   args.parse(argc, argv);
   if (cfg.memory.lock) cfg.mapped_buffers = true;
@@ -544,6 +547,8 @@ int main(int argc, char** argv) {
 
   Scheduler::Options opts;
   opts.backend = cfg.backend;
+  opts.io_uring_sqpoll = cfg.sqpoll;
+  opts.io_uring_sqpoll_cpu = cfg.sqpoll_cpu;
   auto sched = Scheduler::create(opts);
   if (!sched) {
     std::fprintf(stderr, "bench_file_io: backend %s: %s\n", std::string(to_string(cfg.backend)).c_str(),

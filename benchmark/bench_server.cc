@@ -2,7 +2,7 @@
 //
 //   bench_server [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1]
 //                [--recv pooled|plain] [-t threads] [--pin] [--tls-cert FILE --tls-key FILE]
-//                [--timeout SECONDS]
+//                [--timeout SECONDS] [--huge-pages on|off] [--mlock] [--sqpoll[=CPU]]
 //
 // -t N runs N independent event loops, one Scheduler per thread, each with its own
 // SO_REUSEPORT listener on the same port (the kernel spreads connections over them) and
@@ -67,6 +67,8 @@ struct Config {
   std::uint64_t timeout_s = 0;    // --timeout: per receive and send; 0 = none
   std::string tls_cert, tls_key;  // --tls-cert, --tls-key: a TLS echo
   MemoryOptions pool_memory;      // --huge-pages, --mlock: the pool's memory (MappedMemory)
+  bool sqpoll = false;            // --sqpoll[=CPU]
+  int sqpoll_cpu = -1;
 #if GALAY_KERNEL_WITH_TLS
   TlsContext tls;  // made from them in main; valid() means TLS
 #endif
@@ -92,6 +94,7 @@ Config parse_args(int argc, char** argv) {
       .choice("--huge-pages", "on|off", "the pool's buffers on huge pages when some are reserved (default on)",
               cfg.pool_memory.huge_pages, {{"on", true}, {"off", false}})
       .flag("--mlock", "lock the pool's buffers in memory (mlock)", cfg.pool_memory.lock)
+      .sqpoll(cfg.sqpoll, cfg.sqpoll_cpu)
       .integer("--timeout", "SECONDS", "time limit on every receive and send of a connection (default: none)",
                cfg.timeout_s, 1, 86400)
       .text("--tls-cert", "FILE", "echo over TLS with this PEM certificate chain (needs --tls-key)", cfg.tls_cert)
@@ -241,7 +244,10 @@ struct LoopSlots {
 void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   if (cfg.pin && bench::pin_to_nth_allowed_cpu(index) < 0)
     std::fprintf(stderr, "bench_server: could not pin loop %zu\n", index);
-  auto created = Scheduler::create(Scheduler::Options{cfg.backend});
+  Scheduler::Options options{cfg.backend};
+  options.io_uring_sqpoll = cfg.sqpoll;
+  options.io_uring_sqpoll_cpu = cfg.sqpoll_cpu;
+  auto created = Scheduler::create(options);
   if (!created) {
     std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
                                                             : backend_unavailable_reason(cfg.backend);

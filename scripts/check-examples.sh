@@ -96,6 +96,9 @@ bad_value "bench_server: -t: expected an integer in [1, 1024], got '0'" bench_se
 bad_value "bench_server: --recv: expected one of pooled, plain, got 'x'" bench_server --recv=x
 bad_value "bench_server: PORT: expected an integer in [1, 65535], got '70000'" bench_server 70000
 bad_value "bench_server: --host: expected a literal IPv4 or IPv6 address, got '1.2.3.4.5'" bench_server --host 1.2.3.4.5
+bad_value "bench_server: --sqpoll: expected a CPU number in [0, 4095], got 'x'" bench_server --sqpoll=x
+bad_value "bench_server: --mlock: takes no value, got '3'" bench_server --mlock=3
+bad_value "bench_file_io: --huge-pages: expected on or off, got 'maybe'" bench_file_io --huge-pages maybe
 bad_value "bench_client: -c: expected an integer in [1, 1000000], got '0'" bench_client -c 0
 bad_value "bench_client: --warmup: expected a number in [0, 3600], got 'soon'" bench_client --warmup soon
 bad_value "http_server: --threads: expected an integer in [1, 1024], got 'many'" http_server --threads many

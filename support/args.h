@@ -54,6 +54,15 @@ class Parser {
     return *this;
   }
 
+  /// A flag that may carry a value inline (`--name` or `--name=value`, never `--name value`):
+  /// alone it calls `set`, with a value `convert`. `meta` names the value ("CPU").
+  Parser& flag_with_value(std::string_view names, std::string_view meta, std::string_view help,
+                          std::function<void()> set, Convert convert) {
+    options_.push_back(Option{split_names(names), "[=" + std::string(meta) + "]", std::string(help), std::move(convert),
+                              std::move(set)});
+    return *this;
+  }
+
   /// A flag: its presence sets `out` to `value`.
   Parser& flag(std::string_view names, std::string_view help, bool& out, bool value = true) {
     options_.push_back(Option{split_names(names), {}, std::string(help), {}, [&out, value] { out = value; }});
@@ -128,6 +137,21 @@ class Parser {
     });
   }
 
+  /// `--sqpoll[=CPU]`: io_uring with a kernel thread polling the submission queue
+  /// (Scheduler::Options::io_uring_sqpoll), pinned to CPU when one is given.
+  Parser& sqpoll(bool& on, int& cpu) {
+    return flag_with_value(
+        "--sqpoll", "CPU", "io_uring: a kernel thread polls the submission queue (pinned to CPU if given)",
+        [&on] { on = true; },
+        [&on, &cpu](std::string_view v) {
+          auto n = parse_uint(v, 0, 4095);
+          if (!n) return std::string("a CPU number in [0, 4095]");
+          on = true;
+          cpu = static_cast<int>(*n);
+          return std::string();
+        });
+  }
+
   /// An IP address literal to bind or connect to (galay::SocketAddress::parse; no names).
   Parser& host(std::string& out, std::string_view names = "--host", std::string_view help = {}) {
     const std::string text = help.empty() ? "literal IPv4/IPv6 address (default " + out + ")" : std::string(help);
@@ -193,8 +217,13 @@ class Parser {
       const Option* opt = find(name);
       if (opt == nullptr) fail("unknown option '" + std::string(name) + "' (--help lists the options)");
       if (opt->set) {
-        if (inline_value) fail(std::string(name) + ": takes no value, got '" + std::string(value) + "'");
-        opt->set();
+        if (inline_value && !opt->convert)
+          fail(std::string(name) + ": takes no value, got '" + std::string(value) + "'");
+        if (inline_value) {
+          check(name, value, opt->convert(value));
+        } else {
+          opt->set();
+        }
         continue;
       }
       if (!inline_value) {
@@ -221,7 +250,7 @@ class Parser {
     for (const Option& o : options_) {
       std::string left;
       for (const std::string& n : o.names) left += (left.empty() ? "" : ", ") + n;
-      if (!o.meta.empty()) left += " " + o.meta;
+      if (!o.meta.empty()) left += (o.meta.front() == '[' ? "" : " ") + o.meta;  // "--x[=V]" vs "--x V"
       rows.emplace_back(std::move(left), &o.help);
     }
     std::size_t width = 0;
@@ -240,7 +269,7 @@ class Parser {
   struct Option {
     std::vector<std::string> names;
     std::string meta, help;
-    Convert convert;            // options with a value
+    Convert convert;            // options with a value (and flags that may take one inline)
     std::function<void()> set;  // flags
   };
   struct Positional {

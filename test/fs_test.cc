@@ -495,7 +495,7 @@ GALAY_FS_TESTS(FsTest)
 GALAY_FS_TESTS(FsPoolFallbackTest)
 
 GALAY_INSTANTIATE_ALL_BACKENDS(FsTest);
-INSTANTIATE_TEST_SUITE_P(IoUringPool, FsPoolFallbackTest, ::testing::Values(BackendKind::io_uring),
+INSTANTIATE_TEST_SUITE_P(IoUringPool, FsPoolFallbackTest, ::testing::Values(BackendParam{BackendKind::io_uring}),
                          ::galay::test::backend_name);
 
 }  // namespace

@@ -85,7 +85,16 @@ struct Client {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     auto addr = SocketAddress::loopback(port);
-    if (::connect(fd, addr.data(), addr.size()) != 0) {
+    // An interrupted connect goes on in the background (EINTR, see echoes()): ask again
+    // until it says connected (EISCONN) or fails.
+    int r = ::connect(fd, addr.data(), addr.size());
+    while (r != 0 && (errno == EINTR || errno == EALREADY)) {
+      std::this_thread::sleep_for(1ms);
+      r = ::connect(fd, addr.data(), addr.size());
+      if (r != 0 && errno == EISCONN) r = 0;
+    }
+    if (r != 0) {
+      connect_error = std::strerror(errno);
       ::close(fd);
       fd = -1;
     }
@@ -94,17 +103,32 @@ struct Client {
   ~Client() {
     if (fd >= 0) ::close(fd);
   }
+  // True if `msg` comes back; else why not in `failure` (shown by the test's message).
   bool echoes(const std::string& msg) const {
-    if (fd < 0 || ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return false;
+    if (fd < 0) return fail("not connected: " + connect_error);
+    // EINTR is retried: with a timeout set, the socket calls return it when task work of
+    // this process's io_uring (a ring torn down just before, say) interrupts them.
+    ssize_t sent;
+    do sent = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != static_cast<ssize_t>(msg.size())) return fail(std::string("send: ") + std::strerror(errno));
     std::string got(msg.size(), '\0');
     std::size_t have = 0;
     while (have < got.size()) {
       const ssize_t n = ::recv(fd, got.data() + have, got.size() - have, 0);
-      if (n <= 0) return false;
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return fail(n == 0 ? "the server closed the connection" : std::string("recv: ") + std::strerror(errno));
       have += static_cast<std::size_t>(n);
     }
-    return got == msg;
+    return got == msg || fail("different bytes came back");
   }
+  bool fail(std::string why) const {
+    failure = std::move(why);
+    return false;
+  }
+  std::string connect_error;
+  mutable std::string failure;
 };
 
 // The server side, exactly as the README writes it.
@@ -168,7 +192,7 @@ TEST_P(HostileTest, TheReadmeAcceptLoopOutOfDescriptorsKeepsServingWithoutSpinni
   std::vector<Client> served;
   for (int i = 0; i < 10; ++i) {
     served.emplace_back(port);
-    ASSERT_TRUE(served.back().echoes("hello " + std::to_string(i)));
+    ASSERT_TRUE(served.back().echoes("hello " + std::to_string(i))) << served.back().failure;
   }
   // 100 more: the server runs out of descriptors part-way (64 in all).
   std::vector<Client> flood;
@@ -181,13 +205,15 @@ TEST_P(HostileTest, TheReadmeAcceptLoopOutOfDescriptorsKeepsServingWithoutSpinni
   EXPECT_LT(static_cast<double>(used) / static_cast<double>(hz), 0.10)
       << "the server burnt " << used << " ticks of " << hz << " in one second while out of descriptors";
   for (std::size_t i = 0; i < served.size(); ++i)
-    EXPECT_TRUE(served[i].echoes("still here " + std::to_string(i))) << "connection " << i << " lost its service";
+    EXPECT_TRUE(served[i].echoes("still here " + std::to_string(i)))
+        << "connection " << i << " lost its service: " << served[i].failure;
   // Free descriptors: the connections still waiting in the backlog are accepted and served.
   std::vector<Client> last;
   for (std::size_t i = 90; i < flood.size(); ++i) last.push_back(std::move(flood[i]));
   flood.clear();
   for (std::size_t i = 0; i < last.size(); ++i)
-    EXPECT_TRUE(last[i].echoes("late " + std::to_string(i))) << "a connection from the backlog was never served";
+    EXPECT_TRUE(last[i].echoes("late " + std::to_string(i)))
+        << "a connection from the backlog was never served: " << last[i].failure;
 }
 
 // ---- one connection must not take the whole receive pool ----

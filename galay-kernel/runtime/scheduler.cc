@@ -152,7 +152,9 @@ Expected<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
     // Backends are built for one scheduler (chaos mode keys on it), so build both together.
     sched.reset(new Scheduler(nullptr, {}));
     sched->options_ = options;
-    const BackendSettings settings{sched->options_.io_uring_sq_entries, sched->options_.io_uring_cq_entries};
+    const Options& o = sched->options_;
+    const BackendSettings settings{o.io_uring_sq_entries, o.io_uring_cq_entries, o.io_uring_sqpoll,
+                                   o.io_uring_sqpoll_idle_ms, o.io_uring_sqpoll_cpu};
     auto backend = f->create(*sched, settings);
     if (!backend) {
       reason += std::string(to_string(k)) + " failed to start: " + backend.error().message() + "; ";

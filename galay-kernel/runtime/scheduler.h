@@ -227,6 +227,17 @@ class Scheduler {
     unsigned io_uring_sq_entries = 1024;
     /// io_uring completion queue entries (0: 8x the SQ).
     unsigned io_uring_cq_entries = 0;
+    /// io_uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL), so
+    /// submitting costs no system call while it is awake. It spins for
+    /// `io_uring_sqpoll_idle_ms` after the last submission, then sleeps until the next one
+    /// wakes it (one system call). It spends a CPU while it spins: worth it only with a
+    /// core to spare (docs/guide.md, "SQPOLL"). A kernel or privilege that refuses it gives
+    /// the ordinary ring; describe_backend() says "SQPOLL" or why not.
+    bool io_uring_sqpoll = false;
+    /// How long the SQPOLL thread spins without work before it sleeps.
+    unsigned io_uring_sqpoll_idle_ms = 1000;
+    /// The CPU the SQPOLL thread is pinned to (IORING_SETUP_SQ_AFF); -1: not pinned.
+    int io_uring_sqpoll_cpu = -1;
   };
 
   /// Build a scheduler. An explicitly requested backend that can't run is an error

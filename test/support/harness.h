@@ -22,25 +22,49 @@
 
 namespace galay::test {
 
-inline std::vector<BackendKind> all_backends() {
-  return {BackendKind::epoll, BackendKind::io_uring, BackendKind::kqueue};
+/// The backend parameter of every behaviour test: a backend kind, and for io_uring also
+/// the variant with a kernel submission-queue poller (SQPOLL). It converts to its kind, so
+/// tests compare and pass GetParam() as a BackendKind.
+struct BackendParam {
+  BackendKind kind;
+  bool sqpoll = false;
+  operator BackendKind() const noexcept { return kind; }  // NOLINT(google-explicit-constructor)
+  std::string name() const { return std::string(to_string(kind)) + (sqpoll ? "_sqpoll" : ""); }
+  /// `opts` for this variant: its backend, and SQPOLL with a short idle (5 ms: the poller
+  /// goes to sleep and is woken often, so that path is exercised and it spins little).
+  Scheduler::Options apply(Scheduler::Options opts) const {
+    opts.backend = kind;
+    if (sqpoll) {
+      opts.io_uring_sqpoll = true;
+      opts.io_uring_sqpoll_idle_ms = 5;
+    }
+    return opts;
+  }
+  /// "" if this variant runs here, else why not (SQPOLL refused: the scheduler's note).
+  std::string unavailable_reason(const Scheduler& s) const {
+    if (!sqpoll || s.describe_backend().find("SQPOLL|") != std::string::npos) return {};
+    return "SQPOLL not granted: " + s.describe_backend();
+  }
+};
+inline void PrintTo(const BackendParam& p, std::ostream* os) { *os << p.name(); }
+
+inline std::vector<BackendParam> all_backends() {
+  return {{BackendKind::epoll}, {BackendKind::io_uring}, {BackendKind::io_uring, true}, {BackendKind::kqueue}};
 }
 
-inline std::string backend_name(const ::testing::TestParamInfo<BackendKind>& info) {
-  return std::string(to_string(info.param));
-}
+inline std::string backend_name(const ::testing::TestParamInfo<BackendParam>& info) { return info.param.name(); }
 
-class BackendTest : public ::testing::TestWithParam<BackendKind> {
+class BackendTest : public ::testing::TestWithParam<BackendParam> {
  protected:
   void SetUp() override {
     if (std::string why = backend_unavailable_reason(GetParam()); !why.empty())
       GTEST_SKIP() << to_string(GetParam()) << " backend unavailable: " << why;
-    Scheduler::Options opts = scheduler_options();
-    opts.backend = GetParam();
+    Scheduler::Options opts = GetParam().apply(scheduler_options());
     auto s = Scheduler::create(opts);
-    ASSERT_TRUE(s.has_value()) << "creating " << to_string(GetParam()) << ": " << s.error().message();
+    ASSERT_TRUE(s.has_value()) << "creating " << GetParam().name() << ": " << s.error().message();
     sched_ = std::move(*s);
-    ASSERT_EQ(sched_->backend_kind(), GetParam());
+    ASSERT_EQ(sched_->backend_kind(), GetParam().kind);
+    if (std::string why = GetParam().unavailable_reason(*sched_); !why.empty()) GTEST_SKIP() << why;
   }
   void TearDown() override { sched_.reset(); }
   /// Fixtures override this to tune the scheduler (e.g. a tiny io_uring).

@@ -23,15 +23,19 @@ inline constexpr bool kSanitized = false;
 #endif
 
 /// A test parametrised over backends that owns a Runtime with `threads()` workers.
-class RuntimeTest : public ::testing::TestWithParam<BackendKind> {
+class RuntimeTest : public ::testing::TestWithParam<BackendParam> {
  protected:
   void SetUp() override {
     if (std::string why = backend_unavailable_reason(GetParam()); !why.empty())
       GTEST_SKIP() << to_string(GetParam()) << " backend unavailable: " << why;
-    auto built = configure(Runtime::builder().threads(threads()).backend(GetParam())).build();
+    auto built =
+        configure(Runtime::builder().threads(threads()).scheduler_options(GetParam().apply(Scheduler::Options{})))
+            .build();
     ASSERT_TRUE(built.has_value()) << built.error().message();
     rt_ = std::move(*built);
-    ASSERT_EQ(rt_->backend_kind(), GetParam());
+    ASSERT_EQ(rt_->backend_kind(), GetParam().kind);
+    for (Scheduler* s : rt_->schedulers())
+      if (std::string why = GetParam().unavailable_reason(*s); !why.empty()) GTEST_SKIP() << why;
   }
   void TearDown() override { rt_.reset(); }
   virtual std::size_t threads() const { return 2; }

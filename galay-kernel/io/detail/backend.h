@@ -108,6 +108,9 @@ class Scheduler;
 struct BackendSettings {
   unsigned io_uring_sq_entries = 1024;  ///< 0 means 1024
   unsigned io_uring_cq_entries = 0;     ///< 0 means 8x the SQ
+  bool io_uring_sqpoll = false;         ///< a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
+  unsigned io_uring_sqpoll_idle_ms = 1000;
+  int io_uring_sqpoll_cpu = -1;  ///< -1: the poller is not pinned
 };
 
 /// How a backend is built; registered per kind so optional backends (the kqueue emulation

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,8 @@ std::string flags_to_string(unsigned flags) {
   auto add = [&](unsigned bit, const char* name) {
     if (flags & bit) s += s.empty() ? name : std::string("|") + name;
   };
+  add(IORING_SETUP_SQPOLL, "SQPOLL");
+  add(IORING_SETUP_SQ_AFF, "SQ_AFF");
   add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
   add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
   add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
@@ -148,27 +151,21 @@ class IoUringBackend final : public Backend {
   }
 
   std::error_code init() {
-    // Try the best set-up first; older kernels reject unknown flags with EINVAL.
-    const unsigned attempts[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
-        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
-        IORING_SETUP_SUBMIT_ALL,
-        0,
-    };
     const unsigned sq_entries = settings_.io_uring_sq_entries ? settings_.io_uring_sq_entries : 1024;
     const unsigned cq_entries = settings_.io_uring_cq_entries ? settings_.io_uring_cq_entries : 8 * sq_entries;
-    int r = -EINVAL;
-    for (unsigned flags : attempts) {
-      io_uring_params p{};
-      p.flags = flags | IORING_SETUP_CQSIZE;
-      p.cq_entries = cq_entries;
-      r = io_uring_queue_init_params(sq_entries, &ring_, &p);
-      if (r == 0) {
-        setup_flags_ = p.flags;
-        features_ = p.features;
-        break;
+    int r = settings_.io_uring_sqpoll ? init_sqpoll(sq_entries, cq_entries) : -EINVAL;
+    if (r != 0) {
+      // Try the best set-up first; older kernels reject unknown flags with EINVAL.
+      const unsigned attempts[] = {
+          IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+          IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+          IORING_SETUP_SUBMIT_ALL,
+          0,
+      };
+      for (unsigned flags : attempts) {
+        r = init_ring(sq_entries, cq_entries, flags);
+        if (r != -EINVAL) break;
       }
-      if (r != -EINVAL) break;
     }
     if (r < 0) return errno_code(-r);
     ring_ready_ = true;
@@ -200,12 +197,65 @@ class IoUringBackend final : public Backend {
 
   BackendKind kind() const noexcept override { return BackendKind::io_uring; }
 
+  // The ring with a kernel SQ poller, or why not (kept in sqpoll_note_ for describe()).
+  // SQPOLL excludes the task-run flags (the poller runs the task work), so SINGLE_ISSUER
+  // and SUBMIT_ALL are all it keeps. Before 5.11 the poller could only use registered
+  // files (no IORING_FEAT_SQPOLL_NONFIXED): refused, as this backend uses plain fds.
+  int init_sqpoll(unsigned sq_entries, unsigned cq_entries) {
+    const unsigned aff = settings_.io_uring_sqpoll_cpu >= 0 ? IORING_SETUP_SQ_AFF : 0;
+    const unsigned attempts[] = {
+        IORING_SETUP_SQPOLL | aff | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_SQPOLL | aff | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_SQPOLL | aff,
+    };
+    int r = -EINVAL;
+    for (unsigned flags : attempts) {
+      r = init_ring(sq_entries, cq_entries, flags);
+      if (r != -EINVAL) break;
+    }
+    if (r < 0) {
+      sqpoll_note_ = std::string("SQPOLL refused: ") + std::strerror(-r);
+      if (r == -EPERM) sqpoll_note_ += " (before 5.11 it needs CAP_SYS_ADMIN)";
+      if (r == -EINVAL && aff != 0)
+        sqpoll_note_ += " (CPU " + std::to_string(settings_.io_uring_sqpoll_cpu) + " may not exist)";
+      return r;
+    }
+    if ((features_ & IORING_FEAT_SQPOLL_NONFIXED) == 0) {
+      io_uring_queue_exit(&ring_);
+      sqpoll_note_ = "SQPOLL refused: this kernel's poller needs registered files (before 5.11)";
+      return -EINVAL;
+    }
+    sqpoll_ = true;
+    return 0;
+  }
+
+  int init_ring(unsigned sq_entries, unsigned cq_entries, unsigned flags) {
+    io_uring_params p{};
+    p.flags = flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = cq_entries;
+    if (flags & IORING_SETUP_SQPOLL) {
+      p.sq_thread_idle = settings_.io_uring_sqpoll_idle_ms;
+      if (flags & IORING_SETUP_SQ_AFF) p.sq_thread_cpu = static_cast<unsigned>(settings_.io_uring_sqpoll_cpu);
+    }
+    const int r = io_uring_queue_init_params(sq_entries, &ring_, &p);
+    if (r == 0) {
+      setup_flags_ = p.flags;
+      features_ = p.features;
+    }
+    return r;
+  }
+
   std::string describe() const override {
     std::string s = "io_uring flags=" + flags_to_string(setup_flags_);
     s += " sq=" + std::to_string(ring_.sq.ring_entries) + " cq=" + std::to_string(ring_.cq.ring_entries);
     s += (features_ & IORING_FEAT_NODROP) ? " nodrop" : " no-nodrop";
     if (registered_ring_fd_) s += " registered-ring-fd";
     if (send_zc_ok_) s += " send-zc";
+    if (sqpoll_) {
+      s += " sqpoll-idle=" + std::to_string(settings_.io_uring_sqpoll_idle_ms) + "ms";
+      if (settings_.io_uring_sqpoll_cpu >= 0) s += " sqpoll-cpu=" + std::to_string(settings_.io_uring_sqpoll_cpu);
+    }
+    if (!sqpoll_note_.empty()) s += " (" + sqpoll_note_ + ")";
     return s;
   }
 
@@ -292,6 +342,9 @@ class IoUringBackend final : public Backend {
       io_uring_prep_cancel_fd(c, fd, IORING_ASYNC_CANCEL_ALL);
       io_uring_sqe_set_data64(c, kTagIgnore);
       io_uring_submit(&ring_);
+      // With SQPOLL the cancel is read by the poller later, and it looks the number up
+      // then: it must be consumed before the close frees the number for reuse.
+      if (sqpoll_) wait_until_consumed();
     }
     ::close(fd);
     chaos::after_close(&sched_, fd);
@@ -330,6 +383,15 @@ class IoUringBackend final : public Backend {
   }
 
   bool has_unsubmitted() const noexcept override { return io_uring_sq_ready(&ring_) != 0; }
+
+  // SQPOLL: until the poller has taken every entry submitted so far (it issues each as it
+  // takes it). A sleeping poller was woken by the submit before this.
+  void wait_until_consumed() noexcept {
+    while (io_uring_sq_ready(&ring_) != 0) {
+      io_uring_submit(&ring_);  // enters only to wake a poller that went to sleep
+      std::this_thread::yield();
+    }
+  }
 
   void cancel_all_and_drain() noexcept override {
     pool_.cancel_all_and_drain();
@@ -447,6 +509,9 @@ class IoUringBackend final : public Backend {
       if (r == -EBUSY || r == -EAGAIN) {
         // Completion side is backed up: make room there first.
         reap(false, nullptr);
+      } else if (sqpoll_) {
+        // The poller takes the entries on its own time: wait until it has made room.
+        io_uring_sqring_wait(&ring_);
       }
       sqe = io_uring_get_sqe(&ring_);
     }
@@ -490,6 +555,9 @@ class IoUringBackend final : public Backend {
     if (wait) {
       int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, ts, nullptr);
       (void)r;  // -ETIME (timeout) and -EINTR simply end this wait
+    } else if (sqpoll_) {
+      // The poller submits and runs the task work; entering only wakes it when it sleeps.
+      io_uring_submit(&ring_);
     } else {
       // Submits and, with DEFER_TASKRUN, runs pending task work so completions show up.
       io_uring_submit_and_get_events(&ring_);
@@ -840,6 +908,8 @@ class IoUringBackend final : public Backend {
   bool ring_ready_ = false;
   bool registered_ring_fd_ = false;
   unsigned setup_flags_ = 0;
+  bool sqpoll_ = false;      // a kernel thread polls the SQ (Options::io_uring_sqpoll, granted)
+  std::string sqpoll_note_;  // why SQPOLL was refused, when it was asked for
   unsigned features_ = 0;
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0;
