@@ -4,6 +4,7 @@
 # Options:
 #   --sanitize address,undefined | thread   build and run under sanitizers (own build dir)
 #   --filter REGEX                          only tests whose ctest name matches
+#   --exclude REGEX                         leave out tests whose ctest name matches
 #   --build-type TYPE                       default RelWithDebInfo (asserts stay on)
 #   --cxx clang++                           build with clang (installs it; own build dir)
 #   --build-dir DIR                         instead of build/tests[-SANITIZERS][-clang]
@@ -14,12 +15,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 
-sanitize="" filter="" build_type=RelWithDebInfo cxx="" chaos_seeds=()
+sanitize="" filter="" exclude="" build_type=RelWithDebInfo cxx="" chaos_seeds=()
 BUILD_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) need_value "$@"; sanitize=$2; shift 2 ;;
     --filter) need_value "$@"; filter=$2; shift 2 ;;
+    --exclude) need_value "$@"; exclude=$2; shift 2 ;;
     --build-type) need_value "$@"; build_type=$2; shift 2 ;;
     --cxx) need_value "$@"; cxx=$2; shift 2 ;;
     --chaos) need_value "$@"; read -r -a chaos_seeds <<<"$2"; shift 2 ;;
@@ -60,6 +62,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 args=(--test-dir "$build" --output-on-failure -j "$(nproc)" --no-tests=error)
 [ -n "$filter" ] && args+=(-R "$filter")
+[ -n "$exclude" ] && args+=(-E "$exclude")
 if [ ${#chaos_seeds[@]} -eq 0 ]; then
   ctest "${args[@]}"
   exit 0
