@@ -118,7 +118,7 @@ struct IpcEndpoint {
       ::munmap(p, size);  // not a channel: leave it untouched
       return Unexpected(errno_code(EINVAL));
     }
-    ep->describe_memory(p, size, cap, memory);
+    ep->prepare_memory(p, size, cap, memory);
     ep->map_size = size;
     ep->shared = static_cast<IpcShared*>(p);
     ep->ring = static_cast<std::byte*>(p) + kDataOffset;
@@ -269,7 +269,7 @@ struct IpcEndpoint {
   }
 
   // Pre-fault and lock this end's mapping as the creator asked, and say what it got.
-  void describe_memory(void* p, std::size_t size, std::uint64_t cap, std::uint32_t memory) {
+  void prepare_memory(void* p, std::size_t size, std::uint64_t cap, std::uint32_t memory) {
     const std::uint32_t note = memory >> 8 & 0xff;
     const bool huge = note == kHugeUsed;
     std::string huge_text;
