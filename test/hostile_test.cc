@@ -307,7 +307,13 @@ TEST_P(HostileTest, AFlooderThatNeverReadsCannotStarveTheOthersOfPoolBuffers) {
     stop = true;
     co_await flooder;
     EXPECT_EQ(errors, 0u);
-    EXPECT_GE(static_cast<double>(flooded), 0.5 * static_cast<double>(alone))
+    // Starved of pool buffers, the others would stall (recv timeouts, errors, next to no
+    // round trips); what remains is how the CPU is shared. With SQPOLL a third thread, the
+    // kernel poller, competes for the CPUs, and beside another test on 2 cores its share
+    // swings between the two windows: 0.36x-0.66x has been seen there with no starvation
+    // (the pool check below holds), so that variant asks for less.
+    const double min_share = GetParam().sqpoll ? 0.25 : 0.5;
+    EXPECT_GE(static_cast<double>(flooded), min_share * static_cast<double>(alone))
         << "well-behaved clients made " << flooded << " round trips beside the flooder, " << alone << " alone";
     EXPECT_LT(rss_after, rss_before + (32u << 20)) << "RSS grew by " << (rss_after - rss_before) << " bytes";
     EXPECT_GE((*pool)->available(), 256u - 64u) << "the flooder holds most of the pool";
