@@ -4,7 +4,8 @@
 //                 [--direct | --no-direct] [--backend epoll|io_uring|kqueue|auto]
 //                 [--qd depth] [--rw read|write|randrw] [--file-size bytes]
 //                 [--duration seconds] [--file path] [--verify] [--json] [--seed n]
-//                 [--huge-pages on|off] [--mlock] [--sqpoll[=cpu]]
+//                 [--huge-pages on|off] [--mlock] [--fixed-buffers] [--register-files]
+//                 [--sqpoll[=cpu]]
 //
 // Every worker is a set of coroutines on one Scheduler thread (the library's model: one
 // loop per thread). A worker keeps `--qd` requests in flight: with -batch 1 that is qd
@@ -33,7 +34,11 @@
 // puts every buffer of the run in one MappedMemory region instead (common/mapped_memory.h:
 // huge pages when asked, reserved and the region is at least one huge page; pre-faulted;
 // mlocked with --mlock), one block-aligned slot per request in flight; what the region got
-// is printed ("buffer memory: ...") and carried in --json.
+// is printed ("buffer memory: ...") and carried in --json. --fixed-buffers makes that region
+// a RegisteredBuffers (io/registered_buffers.h): on io_uring every request is then a
+// READ_FIXED/WRITE_FIXED on pages pinned once; elsewhere it changes nothing.
+// --register-files puts every file in the ring's registered-file table
+// (FdOwner::register_file; io_uring only, like fio's --registerfiles).
 //
 // Output: one progress line per second (stderr with --json), then the table (or one JSON
 // object). MB = 1024*1024 bytes. Exit status: 0 with no errors, 1 with errors, 2 on bad
@@ -98,7 +103,9 @@ struct Config {
   MemoryOptions memory;  // --huge-pages, --mlock
   bool sqpoll = false;   // --sqpoll[=CPU]
   int sqpoll_cpu = -1;
-  bool mapped_buffers = false;  // either given: the buffers live in one MappedMemory region
+  bool mapped_buffers = false;  // any of them given: the buffers live in one region
+  bool fixed_buffers = false;   // --fixed-buffers: that region is registered (RegisteredBuffers)
+  bool register_files = false;  // --register-files: FdOwner::register_file on every file
 };
 
 Config parse_args(int argc, char** argv) {
@@ -140,10 +147,13 @@ Config parse_args(int argc, char** argv) {
                 return std::string();
               })
       .flag("--mlock", "all buffers in one mapped region, locked in memory (mlock)", cfg.memory.lock)
+      .flag("--fixed-buffers", "all buffers in one region registered with the backend (io_uring: READ/WRITE_FIXED)",
+            cfg.fixed_buffers)
+      .flag("--register-files", "put the files in the backend's registered-file table (io_uring)", cfg.register_files)
       .sqpoll(cfg.sqpoll, cfg.sqpoll_cpu)
       .flag("--json", "print one JSON object instead of the table", cfg.json);
   args.parse(argc, argv);
-  if (cfg.memory.lock) cfg.mapped_buffers = true;
+  if (cfg.memory.lock || cfg.fixed_buffers) cfg.mapped_buffers = true;
   if (cfg.qd == 0) cfg.qd = cfg.batch;
   if (cfg.qd < cfg.batch) cfg.qd = cfg.batch;
   return cfg;
@@ -214,8 +224,12 @@ struct Run {
   Stats stats;
   bool finished = false;
   std::size_t first_errors_shown = 0;
-  MappedMemory buffers;           // --huge-pages/--mlock: every lane's buffers
-  std::size_t buffer_stride = 0;  // bytes between two buffers in it (block-aligned)
+  MappedMemory mapped;                       // --huge-pages/--mlock: every lane's buffers
+  std::unique_ptr<RegisteredBuffers> fixed;  // --fixed-buffers: the same, registered
+  std::span<std::byte> buffers;              // the region in use (empty: heap buffers)
+  std::string buffers_described;             // what the region got
+  bool files_registered = false;             // --register-files took effect
+  std::size_t buffer_stride = 0;             // bytes between two buffers in it (block-aligned)
 
   bool stopping() const { return g_interrupted.load(std::memory_order_relaxed) || Clock::now() >= deadline; }
 
@@ -437,6 +451,15 @@ Task<int> bench(Run* runp) {
       run.targets.push_back(std::move(t));
     }
   }
+  for (auto& t : run.targets) {
+    if (!cfg.register_files) break;
+    auto r = t->file.register_file();
+    if (!r) {
+      std::fprintf(stderr, "bench_file_io: --register-files: %s\n", r.error().message().c_str());
+      co_return 2;
+    }
+    run.files_registered = *r;
+  }
   const std::size_t bs = cfg.block;
   for (auto& t : run.targets) {
     if (cfg.direct && bs % t->file.logical_block_size() != 0) {
@@ -469,13 +492,31 @@ Task<int> bench(Run* runp) {
     std::size_t align = 4096;
     for (auto& t : run.targets) align = std::max(align, t->file.logical_block_size());
     run.buffer_stride = (bs + align - 1) / align * align;
-    auto mem = MappedMemory::map(cfg.workers * lanes_per_worker * cfg.batch * run.buffer_stride, cfg.memory, align);
-    if (!mem) {
-      std::fprintf(stderr, "bench_file_io: buffer memory: %s\n", mem.error().message().c_str());
+    const std::size_t bytes = cfg.workers * lanes_per_worker * cfg.batch * run.buffer_stride;
+    std::error_code failed;
+    if (cfg.fixed_buffers) {
+      if (align > 4096) failed = std::make_error_code(std::errc::invalid_argument);  // the region is page-aligned
+      auto region = failed ? Expected<std::unique_ptr<RegisteredBuffers>>(make_error(failed))
+                           : RegisteredBuffers::create(bytes, cfg.memory);
+      if (region) {
+        run.fixed = std::move(*region);
+        run.buffers = run.fixed->bytes();
+        run.buffers_described = run.fixed->describe();
+      } else {
+        failed = region.error();
+      }
+    } else if (auto mem = MappedMemory::map(bytes, cfg.memory, align)) {
+      run.mapped = std::move(*mem);
+      run.buffers = run.mapped.span();
+      run.buffers_described = run.mapped.describe();
+    } else {
+      failed = mem.error();
+    }
+    if (failed) {
+      std::fprintf(stderr, "bench_file_io: buffer memory: %s\n", failed.message().c_str());
       co_return 2;
     }
-    run.buffers = std::move(*mem);
-    if (!cfg.json) std::fprintf(stderr, "buffer memory: %s\n", run.buffers.describe().c_str());
+    if (!cfg.json) std::fprintf(stderr, "buffer memory: %s\n", run.buffers_described.c_str());
   }
 
   // ---- run ----
@@ -566,6 +607,7 @@ int main(int argc, char** argv) {
     t->file = File();
     if (t->remove) ::unlink(t->path.c_str());
   }
+  run.fixed.reset();  // unregistered while its scheduler lives
   sched->reset();
   if (rc != 0) return rc;
 
@@ -583,12 +625,14 @@ int main(int argc, char** argv) {
         "{\"backend\":\"%s\",\"direct\":%s,\"workers\":%zu,\"qd\":%zu,\"batch\":%zu,\"block\":%zu,\"rw\":\"%s\","
         "\"file_size\":%" PRIu64 ",\"verify\":%s,\"duration_s\":%.6f,\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
         ",\"read_mb\":%.3f,\"write_mb\":%.3f,\"read_iops\":%.1f,\"write_iops\":%.1f,\"iops\":%.1f,"
-        "\"read_mbps\":%.3f,\"write_mbps\":%.3f,\"errors\":%" PRIu64 ",\"interrupted\":%s,\"buffer_memory\":\"%s\"}\n",
+        "\"read_mbps\":%.3f,\"write_mbps\":%.3f,\"errors\":%" PRIu64
+        ",\"interrupted\":%s,\"buffer_memory\":\"%s\","
+        "\"files_registered\":%s}\n",
         backend_name.c_str(), cfg.direct ? "true" : "false", cfg.workers, in_flight, cfg.batch, cfg.block,
         rw_name(cfg.rw), run.nblocks * cfg.block, cfg.verify ? "true" : "false", secs, s.reads, s.writes, read_mb,
         write_mb, double(s.reads) / secs, double(s.writes) / secs, double(s.reads + s.writes) / secs, read_mb / secs,
         write_mb / secs, s.errors, g_interrupted ? "true" : "false",
-        run.buffers.empty() ? "heap" : run.buffers.describe().c_str());
+        run.buffers.empty() ? "heap" : run.buffers_described.c_str(), run.files_registered ? "true" : "false");
   } else {
     std::printf("\nbench_file_io: %s [%s]\n", backend_name.c_str(), backend_desc.c_str());
     std::printf("  %zu workers x %zu in flight (%zu lanes x batch %zu), %zu-byte blocks, %s, %s, %" PRIu64
@@ -596,8 +640,11 @@ int main(int argc, char** argv) {
                 cfg.workers, in_flight, lanes_per_worker, cfg.batch, cfg.block, rw_name(cfg.rw),
                 cfg.direct ? "O_DIRECT" : "buffered", (run.nblocks * cfg.block) >> 20,
                 cfg.file.empty() ? "per worker" : "shared file", cfg.verify ? ", verified" : "");
-    std::printf("  buffers: %s\n\n",
-                run.buffers.empty() ? "heap (AlignedBuffer per request slot)" : run.buffers.describe().c_str());
+    std::printf("  buffers: %s\n",
+                run.buffers.empty() ? "heap (AlignedBuffer per request slot)" : run.buffers_described.c_str());
+    std::printf("  files: %s\n\n", run.files_registered ? "registered (IOSQE_FIXED_FILE)"
+                                   : cfg.register_files ? "not registered (this backend has no file table)"
+                                                        : "by descriptor");
     std::printf("| Metric | Value |\n|---|---|\n");
     std::printf("| Duration | %.3f s%s |\n", secs, g_interrupted ? " (interrupted)" : "");
     std::printf("| Total reads | %s |\n", grouped(s.reads).c_str());

@@ -33,6 +33,7 @@
 #include "galay-kernel/net/zero_copy.h"
 #include "galay-kernel/ipc/ipc_channel.h"
 #include "galay-kernel/io/buffer_pool.h"
+#include "galay-kernel/io/registered_buffers.h"
 #include "galay-kernel/net/resolver.h"
 #include "galay-kernel/net/happy_eyeballs.h"
 #include "galay-kernel/io/signal_set.h"

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
+#include "galay-kernel/io/detail/backend.h"
 #include "galay-kernel/runtime/scheduler.h"
 
 namespace galay {
@@ -14,6 +17,15 @@ void FdOwner::close_now() noexcept {
   else
     ::close(fd_);
   fd_ = -1;
+}
+
+Expected<bool> FdOwner::register_file() {
+  if (fd_ < 0) return errno_error(EBADF);
+  // Bound here, like io_fd(): the registration lives in this scheduler's backend, the one
+  // that will close the fd and drop it.
+  if (sched_ == nullptr) sched_ = Scheduler::current();
+  if (sched_ == nullptr) return make_error(make_error_code(Error::not_bound_to_scheduler));
+  return sched_->backend().register_file(fd_);
 }
 
 }  // namespace galay

@@ -9,6 +9,8 @@
 
 #include <utility>
 
+#include "galay-kernel/common/expected.h"
+
 namespace galay {
 
 class Scheduler;
@@ -39,6 +41,17 @@ class FdOwner {
   bool is_open() const noexcept { return fd_ >= 0; }
   /// The fd, or -1 when empty (for syscalls the owning class does not wrap).
   int native_handle() const noexcept { return fd_; }
+
+  /// io_uring: put the fd in its scheduler's table of registered files, so every operation
+  /// on it is submitted by table index (IOSQE_FIXED_FILE) and skips the kernel's
+  /// per-request file lookup and reference count. Worth it for descriptors that live long
+  /// and are busy (a database file, a long-lived connection). True if registered; false
+  /// where the backend has no such table (epoll, kqueue: nothing changes). Closing the fd
+  /// (close() or the destructor, on its scheduler's thread) drops the registration first.
+  /// Errors: bad_file_descriptor (empty), not_bound_to_scheduler (no loop on this thread
+  /// and none bound), too_many_files_open_in_system (the table's slots are taken), or the
+  /// kernel's refusal (operation_not_supported before Linux 5.19's sparse tables).
+  Expected<bool> register_file();
 
  protected:
   FdOwner() noexcept = default;

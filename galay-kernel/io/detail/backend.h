@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 
 #include "galay-kernel/common/expected.h"
@@ -85,6 +86,31 @@ class Backend {
 
   /// Number of ops the backend currently holds.
   virtual std::size_t pending_ops() const noexcept = 0;
+
+  // ---- registered buffers (RegisteredBuffers) ----
+
+  /// Use `region` for fixed-buffer file I/O: read_at/write_at whose buffer lies inside it
+  /// are submitted against the registered pages. Returns {} if the backend now does, with
+  /// `note` saying how; otherwise the error, with `note` saying why not (the region then
+  /// stays ordinary memory). The default: operation_not_supported (readiness backends).
+  virtual std::error_code register_buffers(std::span<std::byte> region, std::string& note) {
+    (void)region;
+    note = std::string(to_string(kind())) + " has no registered buffers: ordinary reads and writes";
+    return std::make_error_code(std::errc::operation_not_supported);
+  }
+  /// Stop using `region` (registered by register_buffers); no op uses it any more.
+  virtual void unregister_buffers(std::span<std::byte> region) noexcept { (void)region; }
+
+  // ---- registered files (FdOwner::register_file) ----
+
+  /// Put `fd` in the backend's table of registered files, so its ops skip the kernel's
+  /// per-request file lookup. True if it is (or already was) registered; false if the
+  /// backend has no such table (nothing changes). The backend drops the registration
+  /// itself when the fd is closed through it (close_fd, OpCode::close).
+  virtual Expected<bool> register_file(int fd) {
+    (void)fd;
+    return false;
+  }
 
   // ---- pooled receive (BufferPool, StreamReceiver; OpCode::recv_pooled) ----
 

@@ -4,6 +4,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -32,6 +34,12 @@ namespace {
 constexpr std::uint64_t kTagIgnore = 1;    // cancel requests, close-on-destroy: result unused
 constexpr std::uint64_t kTagWake = 2;      // the eventfd read that wakes the loop
 constexpr std::uint64_t kTagRingWake = 4;  // a MSG_RING wakeup from another scheduler's ring
+
+// The most bytes one registered buffer may span (the kernel's limit is 1 GiB); a larger
+// RegisteredBuffers region is registered as several table entries of this size.
+constexpr std::size_t kFixedChunk = std::size_t{1} << 30;
+// Slots in the registered-file table (FdOwner::register_file): 8 bytes each in the kernel.
+constexpr unsigned kFileSlots = 4096;
 
 // A SEND_ZC op's IoOp::backend_word: notifications still due (low bits), and whether the
 // send itself has finished (its result then waits in IoOp::aux for the last notification).
@@ -436,6 +444,41 @@ class IoUringBackend final : public Backend {
     return {};
   }
 
+  // ---- registered buffers (RegisteredBuffers) ----
+
+  std::error_code register_buffers(std::span<std::byte> region, std::string& note) override {
+    if (fixed_base_ != nullptr) {
+      note = "this ring already has a registered region; io_uring has one buffer table per ring";
+      return errno_code(EBUSY);
+    }
+    // One table entry per kFixedChunk (the kernel's limit for one registered buffer).
+    std::vector<iovec> table;
+    for (std::size_t at = 0; at < region.size(); at += kFixedChunk)
+      table.push_back({region.data() + at, std::min(kFixedChunk, region.size() - at)});
+    const int r = io_uring_register_buffers(&ring_, table.data(), static_cast<unsigned>(table.size()));
+    if (r < 0) {
+      note = "io_uring refused to register it: " + std::string(std::strerror(-r));
+      if (r == -ENOMEM) {
+        rlimit lim{};
+        if (::getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+          note += " (the pinned pages count against RLIMIT_MEMLOCK, " + std::to_string(lim.rlim_cur >> 10) + " KiB)";
+      }
+      return errno_code(-r);
+    }
+    fixed_base_ = region.data();
+    fixed_size_ = region.size();
+    note = "io_uring, as " + std::to_string(table.size()) + (table.size() == 1 ? " buffer" : " buffers") +
+           ": file reads and writes in it are READ_FIXED/WRITE_FIXED";
+    return {};
+  }
+
+  void unregister_buffers(std::span<std::byte> region) noexcept override {
+    if (region.data() != fixed_base_ || fixed_base_ == nullptr) return;
+    io_uring_unregister_buffers(&ring_);
+    fixed_base_ = nullptr;
+    fixed_size_ = 0;
+  }
+
   void detach_pool(BufferPool& pool) noexcept override {
     if (pool.backend_handle == nullptr) return;
     io_uring_unregister_buf_ring(&ring_, pool.group_id);
@@ -520,12 +563,81 @@ class IoUringBackend final : public Backend {
 
   // The SQE is the op kind's (io/ops/); recv_pooled and the pool-only path ops never get
   // here (start_pooled(), on_pool()).
-  static void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
-    if (const auto prep = detail::op_kind(op.code).prep)
-      prep(sqe, op);
+  void prepare(IoOp& op, io_uring_sqe* sqe) noexcept {
+    const detail::OpKind& kind = detail::op_kind(op.code);
+    unsigned buf_index = 0;
+    if (kind.prep_fixed != nullptr && in_fixed_region(op, buf_index))
+      kind.prep_fixed(sqe, op, buf_index);
+    else if (kind.prep != nullptr)
+      kind.prep(sqe, op);
     else
       io_uring_prep_nop(sqe);
+    if (registered_files_ != 0) use_file_slot(op, sqe);
     io_uring_sqe_set_data(sqe, &op);
+  }
+
+  // ---- registered files (FdOwner::register_file) ----
+
+  // An op on a registered fd names its table slot instead (IOSQE_FIXED_FILE). Not close
+  // (it closes the number; the slot is dropped first) and not path ops (theirs is a dirfd).
+  void use_file_slot(const IoOp& op, io_uring_sqe* sqe) noexcept {
+    if (op.code == OpCode::close || is_path_op(op.code) || sqe->fd != op.fd) return;
+    const FdEntry* e = find_entry(op.fd);
+    if (e == nullptr || e->file_slot < 0) return;
+    sqe->fd = e->file_slot;
+    sqe->flags |= IOSQE_FIXED_FILE;
+  }
+
+  Expected<bool> register_file(int fd) override {
+    if (fd < 0) return errno_error(EBADF);
+    FdEntry& e = entry(fd);
+    if (e.file_slot >= 0) return true;
+    if (file_table_size_ == 0) {
+      // One sparse table for the ring's life, filled and emptied slot by slot.
+      const int r = io_uring_register_files_sparse(&ring_, kFileSlots);
+      if (r < 0) return errno_error(r == -EINVAL ? EOPNOTSUPP : -r);
+      file_table_size_ = kFileSlots;
+      for (unsigned slot = kFileSlots; slot > 0; --slot) free_file_slots_.push_back(static_cast<int>(slot - 1));
+    }
+    if (free_file_slots_.empty()) return errno_error(ENFILE);
+    const int slot = free_file_slots_.back();
+    const int r = io_uring_register_files_update(&ring_, static_cast<unsigned>(slot), &fd, 1);
+    if (r < 0) return errno_error(-r);
+    free_file_slots_.pop_back();
+    e.file_slot = slot;
+    ++registered_files_;
+    return true;
+  }
+
+  // The fd is being closed: empty its slot, so the table no longer holds the file open
+  // and a later fd with the same number is not sent to it.
+  void drop_file_slot(int fd) noexcept {
+    FdEntry* entry_of_fd = find_entry(fd);
+    if (entry_of_fd == nullptr || entry_of_fd->file_slot < 0) return;
+    FdEntry& e = *entry_of_fd;
+    // SQEs already prepared with the slot reach the kernel while it still names this file
+    // (they then complete as the close's cancel decides, as on an unregistered fd).
+    io_uring_submit(&ring_);
+    if (sqpoll_) wait_until_consumed();
+    int none = -1;
+    (void)io_uring_register_files_update(&ring_, static_cast<unsigned>(e.file_slot), &none, 1);
+    free_file_slots_.push_back(e.file_slot);
+    e.file_slot = -1;
+    --registered_files_;
+  }
+
+  // True if the bytes the op's SQE moves lie inside one entry of the registered region
+  // (that entry's index in `buf_index`): it can be a READ_FIXED/WRITE_FIXED.
+  bool in_fixed_region(const IoOp& op, unsigned& buf_index) const noexcept {
+    if (fixed_base_ == nullptr) return false;
+    const auto at = reinterpret_cast<std::uintptr_t>(op.buf);
+    const auto base = reinterpret_cast<std::uintptr_t>(fixed_base_);
+    const std::size_t len = std::min(op.len, kMaxTransfer);
+    if (at < base || at - base >= fixed_size_ || len > fixed_size_ - (at - base)) return false;
+    const std::size_t first = (at - base) / kFixedChunk;
+    if (len != 0 && (at - base + len - 1) / kFixedChunk != first) return false;  // spans two entries
+    buf_index = static_cast<unsigned>(first);
+    return true;
   }
 
   static constexpr std::uint32_t path_bit(OpCode c) noexcept {
@@ -839,6 +951,7 @@ class IoUringBackend final : public Backend {
   // ops cancelled, so none is ever re-submitted on the number, and ends the states.
   struct FdEntry {
     std::uint32_t in_kernel = 0;
+    int file_slot = -1;  // its index in the ring's registered-file table, or -1
     WaitList ops;
     MultishotList states;
   };
@@ -881,6 +994,7 @@ class IoUringBackend final : public Backend {
   void fd_closing(int fd) noexcept {
     FdEntry* e = find_entry(fd);
     if (e == nullptr) return;
+    drop_file_slot(fd);
     for (IoOp* op = e->ops.front(); op != nullptr; op = WaitList::next(op))
       if (op->cancel_reason() == std::errc{}) op->set_cancel_reason(std::errc::operation_canceled);
     while (MultishotState* st = e->states.pop_front()) end_state(*st);
@@ -919,6 +1033,11 @@ class IoUringBackend final : public Backend {
   std::uint32_t ring_path_ops_ = 0;  // path_bit() of each path opcode the ring supports
   bool mshot_limit_ok_ = true;       // multishot recv takes a byte limit (cleared on EINVAL)
   bool draining_ = false;
+  std::byte* fixed_base_ = nullptr;   // the RegisteredBuffers region, if one is registered
+  unsigned file_table_size_ = 0;      // slots in the registered-file table (0: none yet)
+  std::size_t registered_files_ = 0;  // fds in it now
+  std::vector<int> free_file_slots_;
+  std::size_t fixed_size_ = 0;
   std::size_t pending_ = 0;
   std::vector<FdEntry> fds_;
   std::vector<PooledRecvState*> starved_scratch_;  // recycle()

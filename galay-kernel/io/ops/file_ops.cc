@@ -49,6 +49,12 @@ void ReadAt::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
 void WriteAt::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
   io_uring_prep_write(sqe, op.fd, op.buf, sqe_length(op), op.offset);
 }
+void ReadAt::prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept {
+  io_uring_prep_read_fixed(sqe, op.fd, op.buf, sqe_length(op), op.offset, static_cast<int>(buf_index));
+}
+void WriteAt::prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept {
+  io_uring_prep_write_fixed(sqe, op.fd, op.buf, sqe_length(op), op.offset, static_cast<int>(buf_index));
+}
 #endif
 #if defined(__linux__)
 void ReadAt::aio_prep(iocb* cb, IoOp& op) noexcept {

@@ -13,6 +13,8 @@ namespace galay::detail::ops {
 /// read_at: up to len bytes into buf at offset; result: bytes (short at end of file).
 struct ReadAt : OpTraits<OpCode::read_at, ReadinessRoute::off_engine> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
+  /// The same as READ_FIXED from registered buffer `buf_index` (RegisteredBuffers).
+  static void prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept;
   static void aio_prep(iocb* cb, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;
 };
@@ -20,6 +22,8 @@ struct ReadAt : OpTraits<OpCode::read_at, ReadinessRoute::off_engine> {
 /// write_at: len bytes from buf at offset; result: bytes written.
 struct WriteAt : OpTraits<OpCode::write_at, ReadinessRoute::off_engine> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
+  /// The same as WRITE_FIXED from registered buffer `buf_index` (RegisteredBuffers).
+  static void prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept;
   static void aio_prep(iocb* cb, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;
 };

@@ -17,6 +17,7 @@ constexpr void describe(std::array<OpKind, kOpCodeCount>& table, const char* nam
 #if defined(GALAY_HAVE_IO_URING)
   if constexpr (requires { &Op::prep; }) k.prep = &Op::prep;
   if constexpr (requires { &Op::on_cqe; }) k.on_cqe = &Op::on_cqe;
+  if constexpr (requires { &Op::prep_fixed; }) k.prep_fixed = &Op::prep_fixed;
 #endif
 #if defined(__linux__)
   if constexpr (requires { &Op::aio_prep; }) k.aio_prep = &Op::aio_prep;

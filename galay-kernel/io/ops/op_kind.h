@@ -2,7 +2,8 @@
 /// @file op_kind.h (internal: io/ops/ is not installed)
 /// One home per operation. Every OpCode has one struct in io/ops/ (socket_ops.h,
 /// file_ops.h, path_ops.h) that holds everything any backend needs to run it:
-///  - `prep`: the io_uring SQE it becomes, and `on_cqe` where a completion needs more than
+///  - `prep`: the io_uring SQE it becomes (`prep_fixed` for a registered buffer), and `on_cqe` where a completion needs
+///  more than
 ///    "res is the result" (send_all's rest, poll's event mask);
 ///  - `route`, `initiate`, `attempt`: how a readiness backend (epoll, kqueue) runs it, i.e.
 ///    which readiness it waits for and the non-blocking syscall it tries;
@@ -49,6 +50,9 @@ struct OpKind {
   /// io_uring: turn a CQE's `res` into the op's result; sets `again` when the op must be
   /// prepared and submitted once more (the rest of a send_all).
   std::int64_t (*on_cqe)(IoOp& op, std::int32_t res, bool& again) noexcept = nullptr;
+  /// io_uring: fill in `sqe` for a buffer inside the ring's registered buffer `buf_index`
+  /// (RegisteredBuffers): READ_FIXED/WRITE_FIXED. Null: the kind has no fixed form.
+  void (*prep_fixed)(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept = nullptr;
   /// Readiness: the first syscall, made once at start (connect(2)): >= 0 or -errno done,
   /// -EAGAIN in progress (wait for `route`'s readiness, then `attempt`).
   std::int64_t (*initiate)(IoOp& op) noexcept = nullptr;
