@@ -5,7 +5,8 @@
 //               [--resolve auto|openat2|walk] [--tls-cert FILE --tls-key FILE]
 //
 // GET / answers "hello"; GET /static/<path> sends <path> from --root with send_file
-// (sendfile(2) on Linux). HEAD works for both. Keep-alive is the HTTP/1.1 default,
+// (sendfile(2) on Linux); GET /metrics gives the runtime's I/O metrics (runtime/metrics.h,
+// all workers summed) in Prometheus' text format. HEAD works for all three. Keep-alive is the HTTP/1.1 default,
 // `Connection: close` (and HTTP/1.0 without keep-alive) closes after the response, and
 // pipelined requests are answered in order, batched into one send. Errors: 400 for a
 // malformed request (including a header name that is not a token, RFC 9110 5.1, and
@@ -389,6 +390,12 @@ Task<void> serve_stream(Stream& conn, const Config& cfg) {
       } else if (req.target == "/") {
         append_head(out, "200 OK", kHello.size(), req.keep_alive);
         if (!head_only) out += kHello;
+      } else if (req.target == "/metrics") {
+        // The runtime's I/O metrics, all workers summed, in Prometheus' text format.
+        const Runtime* rt = Runtime::current();
+        const std::string body = rt != nullptr ? format_prometheus(rt->metrics(), "galay") : std::string();
+        append_head(out, "200 OK", body.size(), req.keep_alive, "text/plain; version=0.0.4; charset=utf-8");
+        if (!head_only) out += body;
       } else if (req.target.starts_with("/static/") && cfg.root_fd >= 0 && safe_relative_path(req.target.substr(8))) {
         const int fd = open_beneath(cfg.root_fd, std::string(req.target.substr(8)), cfg.resolve);
         struct stat st {};

@@ -11,6 +11,7 @@
 #include "galay-kernel/io/backend_kind.h"
 #include "galay-kernel/coro/cancel.h"
 #include "galay-kernel/runtime/scheduler.h"
+#include "galay-kernel/runtime/metrics.h"
 #include "galay-kernel/runtime/sleep.h"
 #include "galay-kernel/coro/task.h"
 #include "galay-kernel/coro/when_all.h"

@@ -14,7 +14,8 @@
 #    --resolve walk fallback, 400 for differing Content-Length fields and for header names
 #    that are not tokens, 408 and close for a head still partial after --header-timeout,
 #    memory per held partial head, then wrk for a few seconds (0 socket errors, 0 non-2xx),
-#    then SIGTERM (must exit 0 on its own);
+#    then GET /metrics checked with `promtool check metrics` and for the traffic just
+#    served, then SIGTERM (must exit 0 on its own);
 #  - http_server over HTTPS (--tls-cert/--tls-key): a CA and a localhost certificate made
 #    with the openssl command in the temp directory; curl --cacert (body and static files
 #    byte for byte, keep-alive reuse, HEAD, 404), openssl s_client (Verify return code 0,
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     *) BUILD_DIR=$1; shift ;;
   esac
 done
-scripts/install-deps.sh curl wrk openssl
+scripts/install-deps.sh curl wrk openssl prometheus  # prometheus: promtool
 build=$BUILD_DIR
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-UNDEBUG" \
   -DGALAY_KERNEL_WERROR=ON >/dev/null
@@ -357,6 +358,15 @@ cat "$work/wrk.txt"
 if grep -q "Socket errors" "$work/wrk.txt"; then fail "wrk saw socket errors"; fi
 if grep -q "Non-2xx" "$work/wrk.txt"; then fail "wrk saw non-2xx responses"; fi
 grep -q "Requests/sec" "$work/wrk.txt" || fail "wrk printed no rate"
+
+# /metrics: the runtime's I/O counters in Prometheus' text format, accepted by promtool,
+# and showing the traffic wrk just made.
+curl -fsS "$base/metrics" >"$work/metrics.txt" || fail "GET /metrics"
+promtool check metrics <"$work/metrics.txt" || fail "promtool rejected /metrics: $(head -20 "$work/metrics.txt")"
+grep -Eq '^galay_ops_completed_total\{op="(send|sendmsg)"\} [1-9]' "$work/metrics.txt" ||
+  fail "/metrics counts no completed sends after wrk: $(grep ops_completed "$work/metrics.txt")"
+grep -Eq '^galay_bytes_out_total [1-9]' "$work/metrics.txt" || fail "/metrics counts no bytes out after wrk"
+echo "http_server /metrics: promtool check metrics passed ($(grep -cv '^#' "$work/metrics.txt") samples)"
 
 kill -TERM "$http_pid"
 if ! timeout 10 tail --pid="$http_pid" -f /dev/null; then fail "http_server did not stop within 10 s of SIGTERM"; fi

@@ -17,6 +17,7 @@
 
 #include "galay-kernel/runtime/scheduler.h"
 #include "galay-kernel/io/detail/backend.h"
+#include "galay-kernel/runtime/detail/live_metrics.h"
 
 namespace galay {
 namespace {
@@ -273,7 +274,11 @@ bool FileBatch::begin(std::coroutine_handle<> h, CancelScope* scope, Timeout tim
     }
   }
   if (starting_.empty()) return false;
+  detail::LiveMetrics& metrics = s->live_metrics();
+  for (IoOp* op : starting_) metrics.op_started(op->code);
   s->backend().start_batch(starting_);
+  for (IoOp* op : starting_)
+    if (op->state == OpState::done) metrics.op_finished(op->code, op->result);  // finished at once
   const auto pending = static_cast<std::size_t>(
       std::count_if(starting_.begin(), starting_.end(), [](IoOp* op) { return op->state == OpState::pending; }));
   if (pending == 0) return false;

@@ -11,6 +11,7 @@
 #include "galay-kernel/io/fault_injection.h"
 #include "galay-kernel/runtime/detail/accept_gate.h"
 #include "galay-kernel/runtime/detail/chaos.h"
+#include "galay-kernel/runtime/detail/live_metrics.h"
 #include "galay-kernel/runtime/scheduler.h"
 
 // An op's whole life on the scheduler's thread: begin (start, or park in the accept gate),
@@ -76,9 +77,12 @@ bool IoOp::begin(std::coroutine_handle<> h, CancelScope* s, Timeout timeout) noe
     state = OpState::done;
     return false;
   }
+  detail::LiveMetrics& metrics = sched->live_metrics();
+  metrics.op_started(code);
   if (s != nullptr && s->cancelled()) {
     result = -static_cast<std::int64_t>(s->reason());
     state = OpState::done;
+    metrics.op_finished(code, result);
     return sched->coop_yield(h);  // a loop of refused ops must not starve the others either
   }
   if (is_accept_op(code) && sched->accept_gate_->closed()) [[unlikely]] {
@@ -87,6 +91,7 @@ bool IoOp::begin(std::coroutine_handle<> h, CancelScope* s, Timeout timeout) noe
     state = OpState::queued;
     sched->accept_gate_->park(*this);
   } else if (!start_now()) {
+    metrics.op_finished(code, result);
     if (is_accept_op(code)) sched->accept_gate_->note_result(result);
     // Finished at once: go on, unless this task has finished too many ops in a row
     // without suspending; then it yields, so others (and the backend, and the timers) run.
@@ -129,9 +134,11 @@ bool IoOp::begin_close() noexcept {
     return false;
   }
   sched->accept_gate_->fd_closed(fd);  // parked accepts on it end; the others may retry
+  sched->live_metrics().op_started(code);
   state = OpState::pending;
   if (!sched->backend().start(*this)) {
     state = OpState::done;
+    sched->live_metrics().op_finished(code, result);
     return false;
   }
   return true;
@@ -160,6 +167,7 @@ void IoOp::complete(std::int64_t res) noexcept {
   if (res == -ECANCELED && cancel_reason() != std::errc{}) res = -static_cast<std::int64_t>(cancel_reason());
   result = res;
   state = OpState::done;
+  sched->live_metrics().op_finished(code, res);
   if (is_accept_op(code)) sched->accept_gate_->note_result(res);
   if (!sched->shutting_down_ && !chaos::defer(sched, waiter)) sched->ready_.push_back(waiter);
 }

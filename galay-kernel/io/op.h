@@ -82,6 +82,12 @@ enum class OpCode : std::uint8_t {
   read_dir,  ///< path_arg: std::vector<fs::DirEntry>* filled in (blocking pool everywhere); result: entries
 };
 
+/// How many OpCodes there are (read_dir is the last).
+inline constexpr std::size_t kOpCodeCount = static_cast<std::size_t>(OpCode::read_dir) + 1;
+
+/// The opcode's name ("recv", "read_at", ...), for diagnostics and metrics labels.
+const char* to_string(OpCode code) noexcept;
+
 /// The most bytes one read/write/send/recv submission moves: the kernel's MAX_RW_COUNT,
 /// and below io_uring's 32-bit length field. Page-aligned, so clamping keeps an O_DIRECT
 /// length aligned. Larger buffers are clamped per submission (a short count for recv and

@@ -324,6 +324,13 @@ class Runtime {
   Scheduler& scheduler(std::size_t i) const noexcept { return *scheds_[i]; }
   /// The backend every worker runs.
   BackendKind backend_kind() const noexcept { return kind_; }
+  /// The I/O metrics of every worker's scheduler, summed (runtime/metrics.h); any thread,
+  /// until shutdown() returns. Per worker: scheduler(i).metrics().
+  SchedulerMetrics metrics() const noexcept {
+    SchedulerMetrics sum;
+    for (Scheduler* s : scheds_) sum += s->metrics();
+    return sum;
+  }
 
   /// The runtime whose worker is the calling thread, or nullptr.
   static Runtime* current() noexcept;

@@ -2,6 +2,7 @@
 
 #include "galay-kernel/runtime/detail/accept_gate.h"
 #include "galay-kernel/runtime/detail/chaos.h"
+#include "galay-kernel/runtime/detail/live_metrics.h"
 #include "galay-kernel/io/fault_injection.h"
 
 #include <concurrentqueue/concurrentqueue.h>
@@ -199,6 +200,7 @@ Scheduler::Scheduler(std::unique_ptr<Backend> backend, std::string reason)
       kind_(backend_ ? backend_->kind() : BackendKind::automatic),
       backend_reason_(std::move(reason)),
       injected_(std::make_unique<InjectionQueue>()),
+      metrics_(std::make_unique<detail::LiveMetrics>()),
       accept_gate_(std::make_unique<detail::AcceptGate>(*this)) {
   ready_.reserve(1024);
   running_.reserve(1024);
@@ -305,7 +307,7 @@ void Scheduler::close_fd(int fd) noexcept {
 bool Scheduler::coop_yield(std::coroutine_handle<> h) noexcept {
   if (--budget_ != 0) return false;
   budget_ = kCoopBudget;
-  ++stats_.coop_yields;
+  metrics_->coop_yield();
   ready_.push_back(h);
   return true;
 }
@@ -333,8 +335,22 @@ bool Scheduler::drain_injected() {
   return any;
 }
 
+Scheduler::Stats Scheduler::stats() const noexcept {
+  const SchedulerMetrics m = metrics();
+  Stats s;
+  s.loop_turns = m.loop_turns;
+  s.polls_blocking = m.blocking_waits;
+  s.wakeups_sent = m.wakeups;
+  s.coop_yields = m.coop_yields;
+  return s;
+}
+
+SchedulerMetrics Scheduler::metrics() const noexcept {
+  return metrics_->snapshot(wakeups_sent_.load(std::memory_order_relaxed));
+}
+
 void Scheduler::run_ready_work() {
-  ++stats_.loop_turns;
+  const Clock::time_point turn_start = Clock::now();
   drain_injected();
   chaos::turn(this, ready_);
   // Resume what is ready now; what they make ready runs next turn, after I/O is polled,
@@ -345,7 +361,13 @@ void Scheduler::run_ready_work() {
     h.resume();
   }
   running_.clear();
-  if (!timers_.empty() && timers_.next_deadline() <= Clock::now()) timers_.fire_expired(Clock::now());
+  Clock::time_point now = Clock::now();
+  if (!timers_.empty() && timers_.next_deadline() <= now) {
+    timers_.fire_expired(now);
+    now = Clock::now();
+  }
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - turn_start).count();
+  metrics_->loop_turn(static_cast<std::uint64_t>(ns > 0 ? ns : 0), ready_.size(), timers_.size());
 }
 
 void Scheduler::wait_for_work() {
@@ -376,7 +398,7 @@ void Scheduler::wait_for_work() {
     backend_->poll(std::chrono::nanoseconds(0));
     return;
   }
-  ++stats_.polls_blocking;
+  metrics_->blocking_wait();
   backend_->poll(timeout);
   sleeping_.store(false, std::memory_order_relaxed);
 }

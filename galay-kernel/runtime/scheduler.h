@@ -21,6 +21,7 @@
 #include "galay-kernel/common/expected.h"
 #include "galay-kernel/io/backend_kind.h"
 #include "galay-kernel/coro/task.h"
+#include "galay-kernel/runtime/metrics.h"
 #include "galay-kernel/runtime/timer_queue.h"
 
 namespace galay {
@@ -32,6 +33,7 @@ class IoOp;
 namespace detail {
 
 class AcceptGate;
+class LiveMetrics;
 
 /// Shared between a spawned root and its JoinHandle. Thread-safe hand-off of the result.
 class SpawnStateBase {
@@ -344,12 +346,13 @@ class Scheduler {
     std::uint64_t wakeups_sent = 0;    ///< cross-thread wakeups sent to this loop while it slept
     std::uint64_t coop_yields = 0;     ///< tasks made to yield after kCoopBudget inline completions
   };
-  /// A snapshot of the counters (wakeups_sent may be read from any thread).
-  Stats stats() const noexcept {
-    Stats s = stats_;
-    s.wakeups_sent = wakeups_sent_.load(std::memory_order_relaxed);
-    return s;
-  }
+  /// A snapshot of the counters (any thread).
+  Stats stats() const noexcept;
+  /// A snapshot of the I/O metrics (runtime/metrics.h), from any thread.
+  SchedulerMetrics metrics() const noexcept;
+  /// The live counters behind metrics() (internal: the library's ops and batches count
+  /// themselves into them).
+  detail::LiveMetrics& live_metrics() noexcept { return *metrics_; }
 
  private:
   friend class detail::RootTask::promise_type;
@@ -392,7 +395,7 @@ class Scheduler {
   // Busy turns (ready work left) since the last poll; see wait_for_work().
   static constexpr unsigned kBusyTurnsPerPoll = 32;
   unsigned busy_turns_ = 0;
-  Stats stats_;
+  std::unique_ptr<detail::LiveMetrics> metrics_;
   std::atomic<std::uint64_t> wakeups_sent_{0};
   unsigned budget_ = kCoopBudget;  // inline completions left to the running task
   std::unique_ptr<detail::AcceptGate> accept_gate_;

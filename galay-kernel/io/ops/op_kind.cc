@@ -70,3 +70,9 @@ constinit const std::array<OpKind, kOpCodeCount> kOpKinds = build_table();
 static_assert(every_code_described(build_table()), "an OpCode has no op struct in io/ops/");
 
 }  // namespace galay::detail
+
+namespace galay {
+const char* to_string(OpCode code) noexcept {
+  return static_cast<std::size_t>(code) < kOpCodeCount ? detail::op_kind(code).name : "unknown";
+}
+}  // namespace galay

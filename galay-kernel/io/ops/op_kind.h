@@ -65,8 +65,7 @@ struct OpKind {
   std::int64_t (*blocking)(IoOp& op) noexcept = nullptr;
 };
 
-/// How many OpCodes there are.
-inline constexpr std::size_t kOpCodeCount = static_cast<std::size_t>(OpCode::read_dir) + 1;
+using galay::kOpCodeCount;
 
 /// The table, one entry per OpCode (io/ops/op_kind.cc).
 extern const std::array<OpKind, kOpCodeCount> kOpKinds;

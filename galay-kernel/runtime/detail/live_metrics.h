@@ -1,0 +1,109 @@
+#pragma once
+/// @file live_metrics.h (internal)
+/// The counters behind SchedulerMetrics (runtime/metrics.h), as the loop thread keeps
+/// them. Only that thread writes; a counter is bumped with a relaxed load and store (no
+/// locked instruction: it costs what a plain increment costs), and any thread may read
+/// them for a snapshot.
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+
+#include "galay-kernel/runtime/metrics.h"
+
+namespace galay::detail {
+
+class LiveMetrics {
+ public:
+  /// The loop thread: add `n` to `c`.
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  /// The loop thread: set the gauge `g`.
+  static void set(std::atomic<std::uint64_t>& g, std::uint64_t v) noexcept { g.store(v, std::memory_order_relaxed); }
+
+  /// An op of kind `code` was handed to the scheduler.
+  void op_started(OpCode code) noexcept { bump(ops_[index(code)].started); }
+  /// An op of kind `code` finished with `result` (>= 0 a value, < 0 an error).
+  void op_finished(OpCode code, std::int64_t result) noexcept {
+    Ops& o = ops_[index(code)];
+    if (result < 0) {
+      bump(o.failed);
+      return;
+    }
+    bump(o.completed);
+    const int dir = direction(code);
+    if (dir > 0) bump(bytes_in_, static_cast<std::uint64_t>(result));
+    if (dir < 0) bump(bytes_out_, static_cast<std::uint64_t>(result));
+  }
+  /// A loop turn of `ns` nanoseconds ended with `ready` coroutines queued and `timers` armed.
+  void loop_turn(std::uint64_t ns, std::size_t ready, std::size_t timers) noexcept {
+    bump(loop_turns_);
+    bump(loop_turn_ns_, ns);
+    const unsigned b = ns < 2 ? 0u : static_cast<unsigned>(std::bit_width(ns) - 1);
+    bump(buckets_[b < SchedulerMetrics::kTurnBuckets ? b : SchedulerMetrics::kTurnBuckets - 1]);
+    set(ready_queue_, ready);
+    set(timers_armed_, timers);
+  }
+  /// The loop goes to sleep in the backend.
+  void blocking_wait() noexcept { bump(blocking_waits_); }
+  /// A task was made to yield (coop budget).
+  void coop_yield() noexcept { bump(coop_yields_); }
+
+  /// Any thread: the counters now (`wakeups` is kept by the scheduler).
+  SchedulerMetrics snapshot(std::uint64_t wakeups) const noexcept {
+    SchedulerMetrics m;
+    for (std::size_t i = 0; i < kOpCodeCount; ++i) {
+      m.ops[i].started = read(ops_[i].started);
+      m.ops[i].completed = read(ops_[i].completed);
+      m.ops[i].failed = read(ops_[i].failed);
+    }
+    m.bytes_in = read(bytes_in_);
+    m.bytes_out = read(bytes_out_);
+    m.loop_turns = read(loop_turns_);
+    m.loop_turn_ns = read(loop_turn_ns_);
+    for (std::size_t i = 0; i < SchedulerMetrics::kTurnBuckets; ++i) m.loop_turn_buckets[i] = read(buckets_[i]);
+    m.blocking_waits = read(blocking_waits_);
+    m.wakeups = wakeups;
+    m.coop_yields = read(coop_yields_);
+    m.ready_queue = read(ready_queue_);
+    m.timers_armed = read(timers_armed_);
+    return m;
+  }
+
+ private:
+  using Counter = std::atomic<std::uint64_t>;
+  struct Ops {
+    Counter started{0}, completed{0}, failed{0};
+  };
+  static std::size_t index(OpCode c) noexcept { return static_cast<std::size_t>(c); }
+  static std::uint64_t read(const Counter& c) noexcept { return c.load(std::memory_order_relaxed); }
+  // +1: the result is bytes that came in; -1: bytes that went out; 0: not bytes.
+  static int direction(OpCode c) noexcept {
+    switch (c) {
+      case OpCode::recv:
+      case OpCode::readv:
+      case OpCode::recv_pooled:
+      case OpCode::recvmsg:
+      case OpCode::read_at:
+      case OpCode::readv_at:
+        return 1;
+      case OpCode::send:
+      case OpCode::sendmsg:
+      case OpCode::write_at:
+      case OpCode::writev_at:
+        return -1;
+      default:
+        return 0;
+    }
+  }
+
+  Ops ops_[kOpCodeCount];
+  Counter bytes_in_{0}, bytes_out_{0};
+  Counter loop_turns_{0}, loop_turn_ns_{0};
+  Counter buckets_[SchedulerMetrics::kTurnBuckets] = {};
+  Counter blocking_waits_{0}, coop_yields_{0};
+  Counter ready_queue_{0}, timers_armed_{0};
+};
+
+}  // namespace galay::detail

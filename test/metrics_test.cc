@@ -1,0 +1,267 @@
+// Scheduler and Runtime metrics (runtime/metrics.h) on every backend: each operation is
+// counted once as started and once as completed or failed, with its bytes; in-flight,
+// loop-turn and gauge figures follow what the loop does; another thread may read them
+// while the loop runs; the Prometheus text is well formed (and promtool accepts it where
+// it is installed).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support/harness.h"
+
+namespace galay::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class MetricsTest : public BackendTest {};
+
+// After - before, per kind.
+SchedulerMetrics::Ops delta(const SchedulerMetrics& after, const SchedulerMetrics& before, OpCode c) {
+  SchedulerMetrics::Ops d;
+  d.started = after.of(c).started - before.of(c).started;
+  d.completed = after.of(c).completed - before.of(c).completed;
+  d.failed = after.of(c).failed - before.of(c).failed;
+  return d;
+}
+
+TEST_P(MetricsTest, AnEchoIsCountedPerKindWithItsBytes) {
+  run([]() -> Task<void> {
+    auto pair = co_await loopback_tcp_pair();
+    Scheduler& s = *Scheduler::current();
+    const SchedulerMetrics before = s.metrics();
+    char msg[64] = {'m'};
+    char back[64];
+    for (int i = 0; i < 100; ++i) {
+      CO_ASSERT_TRUE(co_await pair.first.send_all(msg, sizeof msg));
+      auto got = co_await recv_exactly(pair.second, back, sizeof back);
+      CO_ASSERT_TRUE(got && *got == sizeof back);
+    }
+    const SchedulerMetrics after = s.metrics();
+    const auto send = delta(after, before, OpCode::send);
+    EXPECT_EQ(send.started, 100u);
+    EXPECT_EQ(send.completed, 100u);
+    EXPECT_EQ(send.failed, 0u);
+    const auto recv = delta(after, before, OpCode::recv);
+    EXPECT_GE(recv.started, 100u);  // recv_exactly may take a message in two pieces
+    EXPECT_EQ(recv.started, recv.completed);
+    EXPECT_EQ(after.bytes_out - before.bytes_out, 6400u);
+    EXPECT_EQ(after.bytes_in - before.bytes_in, 6400u);
+    EXPECT_EQ(after.of(OpCode::send).in_flight(), 0u);
+    EXPECT_EQ(after.of(OpCode::recv).in_flight(), 0u);
+    EXPECT_GT(after.loop_turns, before.loop_turns);
+  }());
+}
+
+TEST_P(MetricsTest, FailuresTimeoutsAndCancellationsAreCountedAsFailed) {
+  run([]() -> Task<void> {
+    auto pair = co_await loopback_tcp_pair();
+    Scheduler& s = *Scheduler::current();
+    const SchedulerMetrics before = s.metrics();
+    char buf[16];
+    auto timed_out = co_await pair.first.recv(buf, sizeof buf, 20ms);
+    CO_ASSERT_FALSE(timed_out);
+    EXPECT_EQ(timed_out.error(), std::errc::timed_out);
+    auto waiting = spawn([](TcpSocket* sock) -> Task<bool> {
+      char b[16];
+      co_return !(co_await sock->recv(b, sizeof b));
+    }(&pair.first));
+    co_await sleep_for(10ms);
+    EXPECT_EQ(s.metrics().of(OpCode::recv).in_flight(), 1u) << "the waiting receive is in flight";
+    waiting.cancel();
+    EXPECT_TRUE(co_await waiting);
+    auto closed = co_await pair.second.close();
+    EXPECT_TRUE(closed);
+    auto bad = co_await pair.second.send(buf, sizeof buf);  // the socket is empty now: EBADF
+    EXPECT_FALSE(bad);
+    const SchedulerMetrics after = s.metrics();
+    const auto recv = delta(after, before, OpCode::recv);
+    EXPECT_EQ(recv.started, 2u);
+    EXPECT_EQ(recv.failed, 2u);
+    EXPECT_EQ(recv.completed, 0u);
+    const auto send = delta(after, before, OpCode::send);
+    EXPECT_EQ(send.started, 1u);
+    EXPECT_EQ(send.failed, 1u);
+    EXPECT_EQ(delta(after, before, OpCode::close).completed, 1u);
+    EXPECT_EQ(after.in_flight(), before.in_flight());
+  }());
+}
+
+TEST_P(MetricsTest, FileReadsAndBatchesCountTheirBytes) {
+  run([]() -> Task<void> {
+    TempDir dir;
+    CO_ASSERT_TRUE(!dir.create("galay_metrics").empty());
+    auto f = File::open(dir.path() + "/f", O_RDWR | O_CREAT | O_TRUNC);
+    CO_ASSERT_TRUE(f);
+    Scheduler& s = *Scheduler::current();
+    const SchedulerMetrics before = s.metrics();
+    AlignedBuffer data(16384);
+    CO_ASSERT_TRUE(co_await f->write_at(data.span(), 0));
+    FileBatch batch(4);
+    std::vector<AlignedBuffer> bufs;
+    for (int i = 0; i < 4; ++i) bufs.emplace_back(4096);
+    for (std::size_t i = 0; i < 4; ++i) batch.read_at(*f, bufs[i].span(), i * 4096);
+    CO_ASSERT_TRUE(co_await batch.submit());
+    const SchedulerMetrics after = s.metrics();
+    EXPECT_EQ(delta(after, before, OpCode::write_at).completed, 1u);
+    const auto reads = delta(after, before, OpCode::read_at);
+    EXPECT_EQ(reads.started, 4u);
+    EXPECT_EQ(reads.completed, 4u);
+    EXPECT_EQ(after.bytes_out - before.bytes_out, 16384u);
+    EXPECT_EQ(after.bytes_in - before.bytes_in, 16384u);
+    EXPECT_EQ(after.of(OpCode::read_at).in_flight(), 0u);
+  }());
+}
+
+TEST_P(MetricsTest, LoopTurnsFillTheHistogramAndTheGaugesFollowTheLoop) {
+  run([]() -> Task<void> {
+    Scheduler& s = *Scheduler::current();
+    auto sleeper = spawn([]() -> Task<void> { co_await sleep_for(10s); }());
+    co_await sleep_for(5ms);
+    SchedulerMetrics m = s.metrics();
+    EXPECT_GE(m.timers_armed, 1u) << "the sleeper's timer";
+    std::uint64_t bucketed = 0;
+    for (std::uint64_t b : m.loop_turn_buckets) bucketed += b;
+    EXPECT_EQ(bucketed, m.loop_turns);  // read on the loop's own thread: consistent
+    EXPECT_GT(m.loop_turns, 0u);
+    EXPECT_GT(m.loop_turn_ns, 0u);
+    sleeper.cancel();
+    co_await sleeper;
+    // A turn that runs 3 ms without suspending lands in the 2^21..2^22 ns bucket or above.
+    const SchedulerMetrics before = s.metrics();
+    co_await spawn([]() -> Task<void> {
+      const auto until = Clock::now() + 3ms;
+      while (Clock::now() < until) {
+      }
+      co_return;
+    }());
+    m = s.metrics();
+    std::uint64_t long_turns = 0;
+    for (std::size_t i = 21; i < SchedulerMetrics::kTurnBuckets; ++i)
+      long_turns += m.loop_turn_buckets[i] - before.loop_turn_buckets[i];
+    EXPECT_GE(long_turns, 1u);
+  }());
+}
+
+TEST_P(MetricsTest, AnotherThreadReadsThemWhileTheLoopRuns) {
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<bool> went_back{false};
+  Scheduler* target = &sched();
+  std::thread reader([&] {
+    std::uint64_t last = 0;
+    while (!stop.load()) {
+      const std::uint64_t now = target->metrics().of(OpCode::send).started;
+      if (now < last) went_back = true;
+      last = now;
+      ++reads;
+    }
+  });
+  run([]() -> Task<void> {
+    auto pair = co_await loopback_tcp_pair();
+    char msg[32] = {'x'};
+    char back[32];
+    for (int i = 0; i < 2000; ++i) {
+      CO_ASSERT_TRUE(co_await pair.first.send_all(msg, sizeof msg));
+      CO_ASSERT_TRUE(co_await recv_exactly(pair.second, back, sizeof back));
+    }
+  }());
+  stop = true;
+  reader.join();
+  EXPECT_FALSE(went_back) << "a counter went backwards";
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_GE(sched().metrics().of(OpCode::send).completed, 2000u);
+}
+
+TEST_P(MetricsTest, PrometheusTextIsWellFormed) {
+  run([]() -> Task<void> {
+    auto pair = co_await loopback_tcp_pair();
+    char msg[8] = {'p'};
+    CO_ASSERT_TRUE(co_await pair.first.send_all(msg, sizeof msg));
+    CO_ASSERT_TRUE(co_await recv_exactly(pair.second, msg, sizeof msg));
+    const std::string text = format_prometheus(Scheduler::current()->metrics(), "galay", "worker=\"0\"");
+    const std::regex sample(R"(^galay_[a-z_]+\{worker="0"(,[a-z]+="[^"]*")?\} [0-9][0-9.e+-]*$)");
+    const std::regex comment(R"(^# (HELP|TYPE) galay_[a-z_]+ .+$)");
+    std::istringstream in(text);
+    std::string line;
+    int samples = 0;
+    while (std::getline(in, line)) {
+      const bool ok = std::regex_match(line, sample) || std::regex_match(line, comment);
+      EXPECT_TRUE(ok) << "malformed line: " << line;
+      samples += line[0] != '#';
+    }
+    EXPECT_GT(samples, 40);
+    EXPECT_NE(text.find("# TYPE galay_ops_started_total counter\n"), std::string::npos);
+    EXPECT_NE(text.find("galay_ops_completed_total{worker=\"0\",op=\"send\"} 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("galay_bytes_out_total{worker=\"0\"} 8\n"), std::string::npos);
+    EXPECT_NE(text.find("# TYPE galay_loop_turn_seconds histogram\n"), std::string::npos);
+    EXPECT_NE(text.find("galay_loop_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"}"), std::string::npos);
+    EXPECT_EQ(text.find("op=\"statx\""), std::string::npos) << "kinds never used are left out";
+  }());
+}
+
+GALAY_INSTANTIATE_ALL_BACKENDS(MetricsTest);
+
+TEST(MetricsFormat, PromtoolAcceptsIt) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool is not installed (Debian package prometheus; scripts/check-examples.sh installs it)";
+  SchedulerMetrics m;
+  m.ops[static_cast<std::size_t>(OpCode::recv)] = {10, 8, 1};
+  m.bytes_in = 1234;
+  m.loop_turns = 3;
+  m.loop_turn_ns = 5000;
+  m.loop_turn_buckets[10] = 3;
+  const std::string path = std::filesystem::temp_directory_path() / "galay_metrics_test.prom";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    const std::string text = format_prometheus(m);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+  const std::string cmd = "promtool check metrics < " + path + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = ::pclose(p);
+  std::filesystem::remove(path);
+  EXPECT_EQ(rc, 0) << out;
+}
+
+TEST(MetricsThreadRuntime, SumsItsWorkersAndIsReadableFromOutside) {
+  auto rt = Runtime::builder().threads(2).build();
+  ASSERT_TRUE(rt) << rt.error().message();
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto h = (*rt)->spawn_on(i, []() -> Task<void> {
+      auto pair = co_await loopback_tcp_pair();
+      char msg[16] = {'r'};
+      for (int k = 0; k < 10; ++k) {
+        CO_ASSERT_TRUE(co_await pair.first.send_all(msg, sizeof msg));
+        CO_ASSERT_TRUE(co_await recv_exactly(pair.second, msg, sizeof msg));
+      }
+    }());
+    (*rt)->block_on([](JoinHandle<void>* j) -> Task<void> { co_await *j; }(&h));
+  }
+  const SchedulerMetrics sum = (*rt)->metrics();
+  const SchedulerMetrics a = (*rt)->scheduler(0).metrics();
+  const SchedulerMetrics b = (*rt)->scheduler(1).metrics();
+  EXPECT_GE(a.of(OpCode::send).completed, 10u);
+  EXPECT_GE(b.of(OpCode::send).completed, 10u);
+  EXPECT_EQ(sum.of(OpCode::send).completed, a.of(OpCode::send).completed + b.of(OpCode::send).completed);
+  EXPECT_EQ(sum.bytes_out, a.bytes_out + b.bytes_out);
+  EXPECT_GE(sum.bytes_out, 320u);
+}
+
+}  // namespace
+}  // namespace galay::test
