@@ -40,9 +40,10 @@
 // --register-files puts every file in the ring's registered-file table
 // (FdOwner::register_file; io_uring only, like fio's --registerfiles).
 //
-// Output: one progress line per second (stderr with --json), then the table (or one JSON
-// object). MB = 1024*1024 bytes. Exit status: 0 with no errors, 1 with errors, 2 on bad
-// arguments or set-up failure.
+// Output: each second a progress line and the scheduler's live metrics (ops/s, MB/s, loop
+// turns, sleeps, and io_uring's SQ-full, CQ-overflow and ENOBUFS counts; stderr with
+// --json), then the table (or one JSON object, the metrics' totals under "metrics"). MB = 1024*1024 bytes. Exit status:
+// 0 with no errors, 1 with errors, 2 on bad arguments or set-up failure.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -65,6 +66,7 @@
 #include <vector>
 
 #include "args.h"
+#include "bench_metrics.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -369,15 +371,21 @@ Task<void> lane_batch(Lane lane) {
 Task<void> reporter(Run* run) {
   FILE* out = run->cfg.json ? stderr : stdout;
   Stats prev{};
+  Scheduler& sched = *Scheduler::current();
+  SchedulerMetrics prev_metrics = sched.metrics();
   for (int s = 1;; ++s) {
     auto r = co_await sleep_until(run->start + std::chrono::seconds(s));
     if (!r || run->finished) co_return;
     const Stats cur = run->stats;
-    std::fprintf(
-        out, "[%4ds] read %8" PRIu64 " IOPS  write %8" PRIu64 " IOPS  total %10" PRIu64 " ops  errors %" PRIu64 "\n", s,
-        cur.reads - prev.reads, cur.writes - prev.writes, cur.reads + cur.writes, cur.errors);
+    const SchedulerMetrics metrics = sched.metrics();
+    std::fprintf(out,
+                 "[%4ds] read %8" PRIu64 " IOPS  write %8" PRIu64 " IOPS  total %10" PRIu64 " ops  errors %" PRIu64
+                 "\n        scheduler: %s\n",
+                 s, cur.reads - prev.reads, cur.writes - prev.writes, cur.reads + cur.writes, cur.errors,
+                 bench::metrics_line(metrics, prev_metrics, 1.0).c_str());
     std::fflush(out);
     prev = cur;
+    prev_metrics = metrics;
   }
 }
 
@@ -410,7 +418,7 @@ Task<bool> lay_out(Target& t, const Config& cfg, std::uint64_t size) {
   co_return true;
 }
 
-Task<int> bench(Run* runp) {
+Task<int> run_benchmark(Run* runp) {
   Run& run = *runp;
   Config& cfg = run.cfg;
   const int flags = O_RDWR | (cfg.direct ? O_DIRECT : 0);
@@ -599,7 +607,8 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  int rc = (*sched)->block_on(bench(&run));
+  int rc = (*sched)->block_on(run_benchmark(&run));
+  const SchedulerMetrics metrics = (*sched)->metrics();
   const std::string backend_desc = (*sched)->describe_backend();
   const std::string backend_name(to_string((*sched)->backend_kind()));
   // Close and remove the files (also after a failed set-up).
@@ -627,12 +636,13 @@ int main(int argc, char** argv) {
         ",\"read_mb\":%.3f,\"write_mb\":%.3f,\"read_iops\":%.1f,\"write_iops\":%.1f,\"iops\":%.1f,"
         "\"read_mbps\":%.3f,\"write_mbps\":%.3f,\"errors\":%" PRIu64
         ",\"interrupted\":%s,\"buffer_memory\":\"%s\","
-        "\"files_registered\":%s}\n",
+        "\"files_registered\":%s,\"metrics\":%s}\n",
         backend_name.c_str(), cfg.direct ? "true" : "false", cfg.workers, in_flight, cfg.batch, cfg.block,
         rw_name(cfg.rw), run.nblocks * cfg.block, cfg.verify ? "true" : "false", secs, s.reads, s.writes, read_mb,
         write_mb, double(s.reads) / secs, double(s.writes) / secs, double(s.reads + s.writes) / secs, read_mb / secs,
         write_mb / secs, s.errors, g_interrupted ? "true" : "false",
-        run.buffers.empty() ? "heap" : run.buffers_described.c_str(), run.files_registered ? "true" : "false");
+        run.buffers.empty() ? "heap" : run.buffers_described.c_str(), run.files_registered ? "true" : "false",
+        bench::metrics_json(metrics).c_str());
   } else {
     std::printf("\nbench_file_io: %s [%s]\n", backend_name.c_str(), backend_desc.c_str());
     std::printf("  %zu workers x %zu in flight (%zu lanes x batch %zu), %zu-byte blocks, %s, %s, %" PRIu64

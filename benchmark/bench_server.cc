@@ -3,6 +3,7 @@
 //   bench_server [port] [--backend epoll|io_uring|kqueue|auto] [--host 127.0.0.1]
 //                [--recv pooled|plain] [-t threads] [--pin] [--tls-cert FILE --tls-key FILE]
 //                [--timeout SECONDS] [--huge-pages on|off] [--mlock] [--sqpoll[=CPU]]
+//                [--stats] [--json] [--stall-ms MS]
 //
 // -t N runs N independent event loops, one Scheduler per thread, each with its own
 // SO_REUSEPORT listener on the same port (the kernel spreads connections over them) and
@@ -21,7 +22,10 @@
 // --tls-cert/--tls-key (PEM chain and key) make it a TLS echo server: each connection runs
 // a TlsStream server handshake (10 s limit), then echoes the plaintext (received through
 // the pool with --recv pooled, TlsServerOptions::receive_pool), so bench_client --tls puts
-// the per-message cost of TLS beside the plain echo. A build without TLS
+// the per-message cost of TLS beside the plain echo.
+// --stats prints the loops' live metrics (runtime/metrics.h, summed) to stderr once a
+// second; --json prints their totals as one JSON object on stdout when the server stops;
+// --stall-ms MS reports any task that runs MS milliseconds without suspending (stderr). A build without TLS
 // (GALAY_KERNEL_WITH_TLS off) refuses the flags with exit 2. SIGINT/SIGTERM are blocked in every
 // thread and taken by the main thread in sigwait(), which calls Scheduler::stop() (thread-safe) on every loop; each
 // loop's thread then cancels and frees its connections. Exit status 0 on a signal-driven stop, 1 if the server could
@@ -50,6 +54,7 @@
 
 #include "args.h"
 #include "bench_common.h"
+#include "bench_metrics.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -69,6 +74,9 @@ struct Config {
   MemoryOptions pool_memory;      // --huge-pages, --mlock: the pool's memory (MappedMemory)
   bool sqpoll = false;            // --sqpoll[=CPU]
   int sqpoll_cpu = -1;
+  bool stats = false;          // --stats: the metrics once a second
+  bool json = false;           // --json: their totals at the end
+  std::uint64_t stall_ms = 0;  // --stall-ms: the stall detector's threshold; 0 = off
 #if GALAY_KERNEL_WITH_TLS
   TlsContext tls;  // made from them in main; valid() means TLS
 #endif
@@ -98,7 +106,11 @@ Config parse_args(int argc, char** argv) {
       .integer("--timeout", "SECONDS", "time limit on every receive and send of a connection (default: none)",
                cfg.timeout_s, 1, 86400)
       .text("--tls-cert", "FILE", "echo over TLS with this PEM certificate chain (needs --tls-key)", cfg.tls_cert)
-      .text("--tls-key", "FILE", "the PEM private key of --tls-cert", cfg.tls_key);
+      .text("--tls-key", "FILE", "the PEM private key of --tls-cert", cfg.tls_key)
+      .flag("--stats", "print the loops' live metrics to stderr once a second", cfg.stats)
+      .flag("--json", "at the end, print the loops' metric totals as one JSON object", cfg.json)
+      .integer("--stall-ms", "MS", "report tasks that run MS ms without suspending (default: off)", cfg.stall_ms, 1,
+               60000);
   args.parse(argc, argv);
   if (cfg.tls_cert.empty() != cfg.tls_key.empty())
     args.fail(cfg.tls_cert.empty() ? "--tls-key: needs --tls-cert" : "--tls-cert: needs --tls-key");
@@ -228,12 +240,14 @@ Task<void> accept_loop(const Config& cfg, std::size_t loop, int* exit_code, std:
 /// created it); main only calls the thread-safe stop().
 struct LoopSlots {
   std::vector<std::atomic<Scheduler*>> schedulers;
-  std::vector<int> exit_codes;          // written by loop i, read after it is joined
-  std::vector<std::uint64_t> accepted;  // connections loop i accepted (the same)
-  std::atomic<bool> stopping{false};    // main is about to stop every published loop
-  std::atomic<bool> stops_sent{false};  // main is done touching the schedulers
-  pthread_t main_thread;                // waits in sigwait(); SIGUSR1 from a loop wakes it
-  LoopSlots(std::size_t n, pthread_t main) : schedulers(n), exit_codes(n, 0), accepted(n, 0), main_thread(main) {}
+  std::vector<int> exit_codes;                  // written by loop i, read after it is joined
+  std::vector<std::uint64_t> accepted;          // connections loop i accepted (the same)
+  std::vector<SchedulerMetrics> final_metrics;  // loop i's metrics as it ended (the same)
+  std::atomic<bool> stopping{false};            // main is about to stop every published loop
+  std::atomic<bool> stops_sent{false};          // main is done touching the schedulers
+  pthread_t main_thread;                        // waits in sigwait(); SIGUSR1 from a loop wakes it
+  LoopSlots(std::size_t n, pthread_t main)
+      : schedulers(n), exit_codes(n, 0), accepted(n, 0), final_metrics(n), main_thread(main) {}
 
   /// A loop that ends before main asked (it could not start or listen) brings the server down.
   void ended_early() noexcept {
@@ -247,6 +261,7 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   Scheduler::Options options{cfg.backend};
   options.io_uring_sqpoll = cfg.sqpoll;
   options.io_uring_sqpoll_cpu = cfg.sqpoll_cpu;
+  options.stall_threshold = std::chrono::milliseconds(cfg.stall_ms);
   auto created = Scheduler::create(options);
   if (!created) {
     std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
@@ -281,7 +296,8 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   // Main may still be calling stop() on this scheduler: tear down only after it is done.
   slots.stops_sent.wait(false, std::memory_order_acquire);
   sched->shutdown();  // cancels and frees every connection and the listener
-  pool.reset();       // after the receivers that use it, before the scheduler
+  slots.final_metrics[index] = sched->metrics();
+  pool.reset();  // after the receivers that use it, before the scheduler
   t_pool = nullptr;
   slots.schedulers[index].store(nullptr, std::memory_order_release);
   sched.reset();
@@ -313,8 +329,26 @@ int main(int argc, char** argv) {
   threads.reserve(cfg.threads);
   for (std::size_t i = 0; i < cfg.threads; ++i) threads.emplace_back([&, i] { run_loop(cfg, i, slots); });
 
-  int sig = 0;
-  while (sigwait(&stop_signals, &sig) != 0) {
+  if (cfg.stats) {
+    // Once a second until a signal: the published loops' metrics, summed.
+    auto sum = [&slots] {
+      SchedulerMetrics m;
+      for (auto& s : slots.schedulers)
+        if (Scheduler* sched = s.load(std::memory_order_seq_cst)) m += sched->metrics();
+      return m;
+    };
+    SchedulerMetrics prev = sum();
+    const timespec second{1, 0};
+    for (int t = 1; sigtimedwait(&stop_signals, nullptr, &second) < 0; ++t) {
+      if (errno != EAGAIN) continue;  // EINTR
+      const SchedulerMetrics now = sum();
+      std::fprintf(stderr, "[%4ds] %s\n", t, bench::metrics_line(now, prev, 1.0).c_str());
+      prev = now;
+    }
+  } else {
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0) {
+    }
   }
   slots.stopping.store(true, std::memory_order_seq_cst);
   // Every published scheduler stays alive until stops_sent is set, so stop() is safe here.
@@ -324,6 +358,12 @@ int main(int argc, char** argv) {
   slots.stops_sent.notify_all();
   for (auto& t : threads) t.join();
 
+  if (cfg.json) {
+    SchedulerMetrics total;
+    for (const SchedulerMetrics& m : slots.final_metrics) total += m;
+    std::printf("{\"threads\":%zu,\"metrics\":%s}\n", cfg.threads, bench::metrics_json(total).c_str());
+    std::fflush(stdout);
+  }
   if (cfg.threads > 1) {  // how SO_REUSEPORT spread the connections
     std::fprintf(stderr, "bench_server: connections accepted per loop:");
     for (std::uint64_t n : slots.accepted) std::fprintf(stderr, " %" PRIu64, n);

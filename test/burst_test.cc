@@ -2,6 +2,7 @@
 // hundreds of operations are started in one loop turn (the SQ fills and must be submitted
 // and retried) and complete at once (the CQ overflows and must be flushed). Nothing may be
 // lost. The same test runs on every backend; only io_uring has rings to shrink.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,6 +96,44 @@ TEST_P(TinyRingTest, TimeoutsAndCancelsUnderBurst) {
     co_return timed_out;
   };
   EXPECT_EQ(run(body(), 30s), 100);
+}
+
+// The metrics count io_uring's pressure points (runtime/metrics.h): a full SQ and an
+// overflowed CQ, with every result still right.
+TEST_P(TinyRingTest, AFullSubmissionQueueAndAnOverflowedCompletionQueueAreCountedAndLoseNothing) {
+  run([]() -> Task<void> {
+    TempDir dir;
+    CO_ASSERT_TRUE(!dir.create("galay_metrics_ring").empty());
+    auto f = File::open(dir.path() + "/f", O_RDWR | O_CREAT | O_TRUNC);
+    CO_ASSERT_TRUE(f);
+    constexpr std::size_t kReads = 64, kBlock = 512;
+    AlignedBuffer data(kReads * kBlock);
+    for (std::size_t i = 0; i < data.size(); ++i) data.data()[i] = static_cast<std::byte>(i / kBlock);
+    CO_ASSERT_TRUE(co_await f->write_at(data.span(), 0));
+    Scheduler& s = *Scheduler::current();
+    const SchedulerMetrics before = s.metrics();
+    // 64 reads in one batch through a 4-entry SQ and an 8-entry CQ: page-cache reads finish
+    // at once, so the CQ fills while the SQ is still being submitted.
+    FileBatch batch(kReads);
+    std::vector<AlignedBuffer> bufs;
+    for (std::size_t i = 0; i < kReads; ++i) bufs.emplace_back(kBlock);
+    for (std::size_t i = 0; i < kReads; ++i) batch.read_at(*f, bufs[i].span(), i * kBlock);
+    CO_ASSERT_TRUE(co_await batch.submit());
+    for (std::size_t i = 0; i < kReads; ++i) {
+      auto r = batch.result(i);
+      CO_ASSERT_TRUE(r && *r == kBlock);
+      EXPECT_EQ(bufs[i].data()[0], static_cast<std::byte>(i)) << "read " << i << " has another block's bytes";
+    }
+    const SchedulerMetrics after = s.metrics();
+    EXPECT_EQ(after.of(OpCode::read_at).completed - before.of(OpCode::read_at).completed, kReads);
+    if (s.backend_kind() == BackendKind::io_uring) {
+      EXPECT_GE(after.sq_full_waits - before.sq_full_waits, 1u) << s.describe_backend();
+      EXPECT_GE(after.cq_overflows - before.cq_overflows, 1u) << s.describe_backend();
+    } else {
+      EXPECT_EQ(after.sq_full_waits, 0u);
+      EXPECT_EQ(after.cq_overflows, 0u);
+    }
+  }());
 }
 
 GALAY_INSTANTIATE_ALL_BACKENDS(TinyRingTest);

@@ -11,10 +11,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "support/harness.h"
 
@@ -234,6 +236,86 @@ TEST_P(MetricsTest, PrometheusTextIsWellFormed) {
 }
 
 GALAY_INSTANTIATE_ALL_BACKENDS(MetricsTest);
+
+// ---- the stall detector ----
+
+struct Stalls {
+  std::vector<StallReport> reports;
+};
+
+class StallDetectorTest : public BackendTest {
+ protected:
+  Scheduler::Options scheduler_options() override {
+    Scheduler::Options o;
+    o.stall_threshold = 25ms;
+    o.on_stall = [s = stalls_](const StallReport& r) { s->reports.push_back(r); };
+    return o;
+  }
+  // The reports whose spawn site is `line` of this file.
+  std::vector<StallReport> reported_at(unsigned line) const {
+    std::vector<StallReport> out;
+    for (const StallReport& r : stalls_->reports)
+      if (r.spawned_at.line() == line && std::string_view(r.spawned_at.file_name()) == __FILE__) out.push_back(r);
+    return out;
+  }
+  std::shared_ptr<Stalls> stalls_ = std::make_shared<Stalls>();
+};
+
+void spin(std::chrono::milliseconds d) {
+  const auto until = Clock::now() + d;
+  while (Clock::now() < until) {
+  }
+}
+
+// Spins after a suspension, inside a child task: the report names the root's spawn site.
+Task<void> child_that_spins_after_a_sleep() {
+  co_await sleep_for(1ms);
+  spin(80ms);
+}
+Task<void> root_awaiting_a_spinning_child() {
+  co_await sleep_for(1ms);
+  co_await child_that_spins_after_a_sleep();
+}
+// Spins as soon as it starts, before it ever suspends.
+Task<void> spins_at_once() {
+  spin(80ms);
+  co_return;
+}
+// Suspends often; never long.
+Task<void> never_stalls() {
+  for (int i = 0; i < 20; ++i) co_await sleep_for(1ms);
+}
+
+TEST_P(StallDetectorTest, ATaskThatRunsTooLongIsReportedWithItsSpawnSite) {
+  unsigned nested_line = 0, at_once_line = 0;
+  run([](unsigned* nested, unsigned* at_once) -> Task<void> {
+    // clang-format off
+    *nested = __LINE__; auto a = spawn(root_awaiting_a_spinning_child());
+    *at_once = __LINE__; auto b = spawn(spins_at_once());
+    // clang-format on
+    auto c = spawn(never_stalls());
+    co_await a;
+    co_await b;
+    co_await c;
+  }(&nested_line, &at_once_line));
+  const auto nested = reported_at(nested_line);
+  ASSERT_EQ(nested.size(), 1u) << "the child's spin, under its root's spawn site";
+  EXPECT_GE(nested[0].duration, 80ms);
+  const auto at_once = reported_at(at_once_line);
+  ASSERT_EQ(at_once.size(), 1u) << "a spin before the first suspension";
+  EXPECT_GE(at_once[0].duration, 80ms);
+  EXPECT_GE(sched().metrics().stalls, 2u);
+  EXPECT_EQ(sched().metrics().stalls, stalls_->reports.size());
+}
+
+TEST_P(MetricsTest, TheStallDetectorIsOffByDefault) {
+  run([]() -> Task<void> {
+    co_await spawn(spins_at_once());
+    EXPECT_EQ(Scheduler::current()->metrics().stalls, 0u);
+  }());
+}
+
+GALAY_INSTANTIATE_ALL_BACKENDS(StallDetectorTest);
 
 TEST(MetricsFormat, PromtoolAcceptsIt) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0)

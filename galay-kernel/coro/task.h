@@ -14,6 +14,12 @@
 /// to a trampoline: the innermost inline start runs the queued starts and the resumptions
 /// of their awaiters one after another, so a chain of any depth (100k nested awaits) also
 /// runs in bounded stack without tail calls.
+///
+/// Spawn site: every task carries the place its root was spawned (SpawnSite; a task
+/// inherits the site of the task that created it, Scheduler::spawn sets the
+/// root's). Each time a task starts or resumes it records its site in a per-thread
+/// variable, so the scheduler's stall detector can name the root that ran too long
+/// (Scheduler::Options::stall_threshold). That costs one store per resumption.
 
 #include <cassert>
 #include <coroutine>
@@ -29,7 +35,64 @@ namespace galay {
 template <class T = void>
 class Task;
 
+/// A place in the source: what SpawnSite gives, made from __builtin_FILE and
+/// __builtin_LINE because clang 14 with libstdc++ 12 has no SpawnSite. As a
+/// defaulted argument, `SpawnSite::current()` is the caller's file and line.
+class SpawnSite {
+ public:
+  constexpr SpawnSite() noexcept = default;
+  /// The file and line this is evaluated at (the call site, as a default argument).
+  static constexpr SpawnSite current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) noexcept {
+    SpawnSite s;
+    s.file_ = file;
+    s.line_ = line;
+    return s;
+  }
+  /// The file's name as the compiler saw it ("" when unknown).
+  constexpr const char* file_name() const noexcept { return file_; }
+  /// The line (0 when unknown).
+  constexpr unsigned line() const noexcept { return line_; }
+
+ private:
+  const char* file_ = "";
+  unsigned line_ = 0;
+};
+
 namespace detail {
+
+/// The spawn site of the task running on this thread: set when a task starts or resumes,
+/// cleared by the scheduler before it resumes a coroutine (line() == 0: unknown).
+inline constinit thread_local SpawnSite running_spawn_site{};
+
+/// The awaiter behind `co_await x` in a task: `x`'s own awaiter, and on resumption the
+/// task's spawn site recorded first. `A` is the awaiter's type, or a reference to it when
+/// `x` is its own awaiter (it lives until the end of the co_await's full expression).
+template <class A>
+struct SiteRecordingAwaiter {
+  A inner;
+  const SpawnSite* site;
+  bool await_ready() { return static_cast<bool>(inner.await_ready()); }
+  template <class P>
+  decltype(auto) await_suspend(std::coroutine_handle<P> h) {
+    return inner.await_suspend(h);
+  }
+  decltype(auto) await_resume() {
+    running_spawn_site = *site;
+    return inner.await_resume();
+  }
+};
+
+/// What `co_await x` uses as the awaiter: x.operator co_await(), operator co_await(x), or
+/// x itself.
+template <class X>
+decltype(auto) awaiter_of(X&& x) {
+  if constexpr (requires { std::forward<X>(x).operator co_await(); })
+    return std::forward<X>(x).operator co_await();
+  else if constexpr (requires { operator co_await(std::forward<X>(x)); })
+    return operator co_await(std::forward<X>(x));
+  else
+    return std::forward<X>(x);
+}
 
 /// What every task promise shares: who to resume at the end, and the cancel scope.
 class TaskPromiseBase {
@@ -52,8 +115,28 @@ class TaskPromiseBase {
     void await_resume() const noexcept {}
   };
 
-  std::suspend_always initial_suspend() const noexcept { return {}; }
+  /// A task starts suspended; when it first runs, it records its spawn site.
+  struct InitialAwaiter {
+    const TaskPromiseBase* promise;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const noexcept { running_spawn_site = promise->site_; }
+  };
+
+  InitialAwaiter initial_suspend() const noexcept { return {this}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
+
+  /// Every `co_await` in a task records the task's spawn site when it resumes.
+  template <class X>
+  auto await_transform(X&& x) {
+    using A = decltype(awaiter_of(std::forward<X>(x)));
+    return SiteRecordingAwaiter<A>{awaiter_of(std::forward<X>(x)), &site_};
+  }
+
+  /// Where this task's root was spawned (line() == 0: unknown).
+  const SpawnSite& spawn_site() const noexcept { return site_; }
+  /// Scheduler::spawn: this task is a root spawned at `site`.
+  void set_spawn_site(const SpawnSite& site) noexcept { site_ = site; }
 
   CancelScope* scope() const noexcept { return scope_; }
   void set_scope(CancelScope* s) noexcept { scope_ = s; }
@@ -134,6 +217,7 @@ class TaskPromiseBase {
 
   std::coroutine_handle<> continuation_ = std::noop_coroutine();
   CancelScope* scope_ = nullptr;
+  SpawnSite site_ = running_spawn_site;         // inherited from the creating task
   std::coroutine_handle<> trampoline_next_;     // what the trampoline resumes for this entry
   TaskPromiseBase* trampoline_link_ = nullptr;  // next entry in the trampoline's FIFO
   bool starting_inline_ = false;

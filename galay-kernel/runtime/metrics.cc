@@ -31,6 +31,10 @@ SchedulerMetrics& SchedulerMetrics::operator+=(const SchedulerMetrics& o) noexce
   coop_yields += o.coop_yields;
   ready_queue += o.ready_queue;
   timers_armed += o.timers_armed;
+  stalls += o.stalls;
+  sq_full_waits += o.sq_full_waits;
+  cq_overflows += o.cq_overflows;
+  enobufs_rearms += o.enobufs_rearms;
   return *this;
 }
 
@@ -145,6 +149,12 @@ std::string format_prometheus(const SchedulerMetrics& m, std::string_view prefix
   w.counter("wakeups_total", "Cross-thread wakeups sent to the sleeping event loop.", m.wakeups);
   w.counter("coop_yields_total", "Tasks made to yield after too many operations finished without suspending.",
             m.coop_yields);
+  w.counter("stalls_total", "Tasks that ran longer than the stall threshold without suspending.", m.stalls);
+  w.counter("sq_full_waits_total", "io_uring: times the submission queue was full when an operation wanted an entry.",
+            m.sq_full_waits);
+  w.counter("cq_overflows_total", "io_uring: times the completion queue had overflowed into the kernel's backlog.",
+            m.cq_overflows);
+  w.counter("enobufs_rearms_total", "io_uring: multishot receives that ran out of provided buffers.", m.enobufs_rearms);
   w.gauge("ready_queue", "Coroutines ready to run at the end of the last loop turn.", m.ready_queue);
   w.gauge("timers_armed", "Timers armed (deadlines, sleeps) at the end of the last loop turn.", m.timers_armed);
   return out;

@@ -3,7 +3,8 @@
 /// Live I/O metrics of a Scheduler (Scheduler::metrics()) and of a Runtime (the sum of its
 /// schedulers, Runtime::metrics()): operations started, completed and failed per kind,
 /// bytes in and out, operations in flight, loop turns and their durations, blocking waits,
-/// cross-thread wakeups, the ready queue and the armed timers.
+/// cross-thread wakeups, the ready queue and the armed timers, stalls (Scheduler::Options::
+/// stall_threshold), and io_uring's full-SQ retries, CQ overflows and ENOBUFS re-arms.
 ///
 /// The loop thread keeps the counters as it goes (relaxed atomic stores on memory only it
 /// writes: no lock, no read-modify-write instruction); any thread may take a snapshot at
@@ -52,9 +53,13 @@ struct SchedulerMetrics {
   std::array<std::uint64_t, kTurnBuckets> loop_turn_buckets{};  ///< their durations (see kTurnBuckets)
   std::uint64_t blocking_waits = 0;                             ///< times the loop went to sleep in the backend
   std::uint64_t wakeups = 0;                                    ///< cross-thread wakeups sent to the sleeping loop
-  std::uint64_t coop_yields = 0;   ///< tasks made to yield after Scheduler::kCoopBudget inline completions
-  std::uint64_t ready_queue = 0;   ///< coroutines ready to run, at the end of the last turn (a gauge)
-  std::uint64_t timers_armed = 0;  ///< timers armed (deadlines, sleeps), at the end of the last turn (a gauge)
+  std::uint64_t coop_yields = 0;     ///< tasks made to yield after Scheduler::kCoopBudget inline completions
+  std::uint64_t ready_queue = 0;     ///< coroutines ready to run, at the end of the last turn (a gauge)
+  std::uint64_t timers_armed = 0;    ///< timers armed (deadlines, sleeps), at the end of the last turn (a gauge)
+  std::uint64_t stalls = 0;          ///< resumptions over Scheduler::Options::stall_threshold
+  std::uint64_t sq_full_waits = 0;   ///< io_uring: SQ full when an op wanted an entry (submitted, retried)
+  std::uint64_t cq_overflows = 0;    ///< io_uring: CQ found overflowed into the kernel's backlog (flushed)
+  std::uint64_t enobufs_rearms = 0;  ///< io_uring: multishot recvs that ran out of provided buffers
 
   /// The counts of `code`.
   const Ops& of(OpCode code) const noexcept { return ops[static_cast<std::size_t>(code)]; }
@@ -70,7 +75,8 @@ struct SchedulerMetrics {
 /// `_`: `<prefix>_ops_started_total{op="recv"}` (and `_completed_total`, `_failed_total`,
 /// `_in_flight`) for each kind that has been used, `_bytes_in_total`, `_bytes_out_total`,
 /// `_loop_turns_total`, the `_loop_turn_seconds` histogram, `_blocking_waits_total`,
-/// `_wakeups_total`, `_coop_yields_total`, `_ready_queue` and `_timers_armed`. `labels`,
+/// `_wakeups_total`, `_coop_yields_total`, `_stalls_total`, `_sq_full_waits_total`,
+/// `_cq_overflows_total`, `_enobufs_rearms_total`, `_ready_queue` and `_timers_armed`. `labels`,
 /// if not empty, is added to every sample (`worker="0"`: no braces, already escaped).
 std::string format_prometheus(const SchedulerMetrics& m, std::string_view prefix = "galay",
                               std::string_view labels = {});

@@ -47,7 +47,7 @@ Expected<std::unique_ptr<Runtime>> Runtime::Builder::build() const {
   return rt;
 }
 
-Runtime::Runtime(Config config) : config_(config) {
+Runtime::Runtime(Config config) : config_(std::move(config)) {
   n_ = config_.threads != 0 ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
   workers_ = std::make_unique<Worker[]>(n_);
   scheds_.assign(n_, nullptr);
@@ -115,7 +115,7 @@ void Runtime::worker_main(std::size_t i, Scheduler::Options options, std::promis
   }
 
   // Created on this thread: io_uring's SINGLE_ISSUER ring belongs to its creator.
-  auto created = Scheduler::create(options);
+  auto created = Scheduler::create(std::move(options));
   if (!created) {
     ready.set_value(created.error());
     std::unique_lock lock(life_mutex_);

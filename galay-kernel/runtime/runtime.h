@@ -341,18 +341,19 @@ class Runtime {
   /// Spawn onto the next worker in round-robin order (per calling thread). Any thread.
   /// After shutdown() has closed the runtime, the task is destroyed unstarted and the handle
   /// reports Error::task_abandoned.
+  /// `site` is the task's spawn site (Scheduler::spawn).
   template <class T>
-  JoinHandle<T> spawn(Task<T> task) {
-    return spawn_on(next_index(), std::move(task));
+  JoinHandle<T> spawn(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
+    return spawn_on(next_index(), std::move(task), site);
   }
   /// Spawn onto worker `i % size()`. Any thread.
   template <class T>
-  JoinHandle<T> spawn_on(std::size_t i, Task<T> task);
+  JoinHandle<T> spawn_on(std::size_t i, Task<T> task, const SpawnSite& site = SpawnSite::current());
   /// Spawn onto the calling worker (spawn() if the caller is not one of its workers).
   template <class T>
-  JoinHandle<T> spawn_local(Task<T> task) {
-    if (auto i = worker_index()) return spawn_on(*i, std::move(task));
-    return spawn(std::move(task));
+  JoinHandle<T> spawn_local(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
+    if (auto i = worker_index()) return spawn_on(*i, std::move(task), site);
+    return spawn(std::move(task), site);
   }
 
   /// Run `task` on a worker and block the calling thread until it finishes; return its
@@ -360,7 +361,7 @@ class Runtime {
   /// shut down first). For main(); throws std::logic_error on a worker thread (it would
   /// deadlock).
   template <class T>
-  T block_on(Task<T> task);
+  T block_on(Task<T> task, const SpawnSite& site = SpawnSite::current());
 
   /// Awaitable running `fn` on the blocking threads (see BlockingAwaitable).
   template <class Fn>
@@ -508,7 +509,7 @@ JoinHandle<T> Runtime::abandoned(Task<T> task) {
 }
 
 template <class T>
-JoinHandle<T> Runtime::spawn_on(std::size_t i, Task<T> task) {
+JoinHandle<T> Runtime::spawn_on(std::size_t i, Task<T> task, const SpawnSite& site) {
   // Workers spawn only while their loop runs, and no scheduler is destroyed before every
   // loop has stopped. Other threads may race with shutdown(): they announce themselves so
   // teardown waits for them (seq_cst pairs with closed_ in teardown(): either they see
@@ -525,16 +526,17 @@ JoinHandle<T> Runtime::spawn_on(std::size_t i, Task<T> task) {
     detail::bump_owned(w.local_spawned);
   else
     w.remote_spawned.fetch_add(1, std::memory_order_release);
-  JoinHandle<T> handle = w.sched->spawn(detail::tracked(std::move(task), &w.ended, &cancelling_));
+  if (task.valid()) task.handle().promise().set_spawn_site(site);
+  JoinHandle<T> handle = w.sched->spawn(detail::tracked(std::move(task), &w.ended, &cancelling_), site);
   if (external) external_spawns_.fetch_sub(1, std::memory_order_release);
   return handle;
 }
 
 template <class T>
-T Runtime::block_on(Task<T> task) {
+T Runtime::block_on(Task<T> task, const SpawnSite& site) {
   if (on_worker_of(this)) throw std::logic_error("Runtime::block_on on one of its own workers would deadlock");
   auto slot = std::make_shared<detail::Rendezvous<T>>();
-  spawn(detail::fulfil(std::move(task), detail::RendezvousRef<T>(slot))).detach();
+  spawn(detail::fulfil(std::move(task), detail::RendezvousRef<T>(slot)), site).detach();
   slot->wait();
   return slot->take();
 }

@@ -154,8 +154,8 @@ Expected<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
     sched.reset(new Scheduler(nullptr, {}));
     sched->options_ = options;
     const Options& o = sched->options_;
-    const BackendSettings settings{o.io_uring_sq_entries, o.io_uring_cq_entries, o.io_uring_sqpoll,
-                                   o.io_uring_sqpoll_idle_ms, o.io_uring_sqpoll_cpu};
+    const BackendSettings settings{o.io_uring_sq_entries,     o.io_uring_cq_entries, o.io_uring_sqpoll,
+                                   o.io_uring_sqpoll_idle_ms, o.io_uring_sqpoll_cpu, sched->metrics_.get()};
     auto backend = f->create(*sched, settings);
     if (!backend) {
       reason += std::string(to_string(k)) + " failed to start: " + backend.error().message() + "; ";
@@ -350,15 +350,31 @@ SchedulerMetrics Scheduler::metrics() const noexcept {
 }
 
 void Scheduler::run_ready_work() {
-  const Clock::time_point turn_start = Clock::now();
+  const bool detect_stalls = options_.stall_threshold.count() > 0;
+  const Clock::time_point turn_start =
+      detail::LiveMetrics::kPerOpCounting || detect_stalls ? Clock::now() : Clock::time_point{};
   drain_injected();
   chaos::turn(this, ready_);
   // Resume what is ready now; what they make ready runs next turn, after I/O is polled,
   // so a chatty task cannot starve the backend.
   running_.swap(ready_);
-  for (std::coroutine_handle<> h : running_) {
-    budget_ = kCoopBudget;  // each resumed task gets a fresh budget of inline completions
-    h.resume();
+  if (!detect_stalls) {
+    for (std::coroutine_handle<> h : running_) {
+      budget_ = kCoopBudget;  // each resumed task gets a fresh budget of inline completions
+      h.resume();
+    }
+  } else {
+    // The stall detector: time each resumption; a task records its spawn site as it
+    // resumes (coro/task.h), so what is left there afterwards names the one that ran.
+    Clock::time_point start = turn_start;
+    for (std::coroutine_handle<> h : running_) {
+      budget_ = kCoopBudget;
+      detail::running_spawn_site = SpawnSite{};
+      h.resume();
+      const Clock::time_point end = Clock::now();
+      if (end - start > options_.stall_threshold) report_stall(end - start);
+      start = end;
+    }
   }
   running_.clear();
   Clock::time_point now = Clock::now();
@@ -368,6 +384,21 @@ void Scheduler::run_ready_work() {
   }
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - turn_start).count();
   metrics_->loop_turn(static_cast<std::uint64_t>(ns > 0 ? ns : 0), ready_.size(), timers_.size());
+}
+
+void Scheduler::report_stall(Clock::duration took) {
+  metrics_->stall();
+  StallReport report;
+  report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+  report.spawned_at = detail::running_spawn_site;
+  if (options_.on_stall) {
+    options_.on_stall(report);
+    return;
+  }
+  const SpawnSite& at = report.spawned_at;
+  std::fprintf(stderr, "galay-kernel: stall: a task spawned at %s:%u ran %.3f ms without suspending\n",
+               at.line() != 0 ? at.file_name() : "(unknown)", static_cast<unsigned>(at.line()),
+               static_cast<double>(report.duration.count()) / 1e6);
 }
 
 void Scheduler::wait_for_work() {

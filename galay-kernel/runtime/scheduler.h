@@ -7,9 +7,11 @@
 /// frames are destroyed exactly once.
 
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -216,6 +218,15 @@ class [[nodiscard]] JoinHandle {
   detail::SpawnState<T>* state_ = nullptr;
 };
 
+/// What the stall detector (Scheduler::Options::stall_threshold) reports: how long one
+/// resumption ran without suspending, and where the root task that ran was spawned.
+struct StallReport {
+  std::chrono::nanoseconds duration{0};  ///< from the resumption to the next suspension
+  /// The spawn site of the task that ran (Scheduler::spawn's caller); line() == 0 when it
+  /// was not a task (a combinator's branch, a runtime-internal coroutine) or unknown.
+  SpawnSite spawned_at{};
+};
+
 /// One event loop on one thread, with a pluggable I/O backend.
 class Scheduler {
  public:
@@ -240,6 +251,12 @@ class Scheduler {
     unsigned io_uring_sqpoll_idle_ms = 1000;
     /// The CPU the SQPOLL thread is pinned to (IORING_SETUP_SQ_AFF); -1: not pinned.
     int io_uring_sqpoll_cpu = -1;
+    /// Stall detector: a coroutine that runs longer than this without suspending is
+    /// reported to `on_stall` and counted in metrics().stalls. Zero (the default) turns it
+    /// off; on, it reads the clock once per resumption (docs/guide.md, "Live metrics").
+    std::chrono::nanoseconds stall_threshold{0};
+    /// Called on the loop thread after a stall; empty: one line on stderr.
+    std::function<void(const StallReport&)> on_stall{};
   };
 
   /// Build a scheduler. An explicitly requested backend that can't run is an error
@@ -272,9 +289,11 @@ class Scheduler {
   /// The options it was created with.
   const Options& options() const noexcept { return options_; }
 
-  /// Start `task` on this scheduler. Callable from any thread.
+  /// Start `task` on this scheduler. Callable from any thread. `site` (the caller's, by
+  /// default) is the task's spawn site, the name the stall detector reports it by.
   template <class T>
-  JoinHandle<T> spawn(Task<T> task) {
+  JoinHandle<T> spawn(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
+    if (task.valid()) task.handle().promise().set_spawn_site(site);
     auto* state = new detail::SpawnState<T>();
     state->owner = this;
     detail::RootTask root = detail::run_root<T>(std::move(task), state);
@@ -289,7 +308,8 @@ class Scheduler {
   /// to start one task per connection). Its value or exception is dropped; shutdown
   /// destroys it like any root. Callable from any thread.
   template <class T>
-  void spawn_detached(Task<T> task) {
+  void spawn_detached(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
+    if (task.valid()) task.handle().promise().set_spawn_site(site);
     detail::RootTask root = detail::run_detached<T>(std::move(task));
     root.handle.promise().sched = this;
     post_root(root.handle);
@@ -304,8 +324,8 @@ class Scheduler {
 
   /// Run the loop until `task` finishes; return its value or rethrow its exception.
   template <class T>
-  T block_on(Task<T> task) {
-    JoinHandle<T> handle = spawn(std::move(task));
+  T block_on(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
+    JoinHandle<T> handle = spawn(std::move(task), site);
     run_until([&] { return handle.done(); });
     return take_blocking(handle);
   }
@@ -375,6 +395,8 @@ class Scheduler {
   /// Block in the backend until I/O, a timer, or a wakeup (no block if work is ready).
   void wait_for_work();
   bool drain_injected();
+  /// The stall detector found a resumption that took `took`: count it and report it.
+  void report_stall(Clock::duration took);
   template <class T>
   static T take_blocking(JoinHandle<T>& handle);
 
@@ -435,19 +457,19 @@ Scheduler* JoinHandle<T>::Awaiter::current_scheduler() noexcept {
 /// Spawn onto the scheduler running on this thread. Throws
 /// std::system_error(Error::not_bound_to_scheduler) when none runs here.
 template <class T>
-JoinHandle<T> spawn(Task<T> task) {
+JoinHandle<T> spawn(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
   Scheduler* s = Scheduler::current();
   if (s == nullptr) throw std::system_error(make_error_code(Error::not_bound_to_scheduler));
-  return s->spawn(std::move(task));
+  return s->spawn(std::move(task), site);
 }
 
 /// Scheduler::spawn_detached onto the scheduler running on this thread. Throws
 /// std::system_error(Error::not_bound_to_scheduler) when none runs here.
 template <class T>
-void spawn_detached(Task<T> task) {
+void spawn_detached(Task<T> task, const SpawnSite& site = SpawnSite::current()) {
   Scheduler* s = Scheduler::current();
   if (s == nullptr) throw std::system_error(make_error_code(Error::not_bound_to_scheduler));
-  s->spawn_detached(std::move(task));
+  s->spawn_detached(std::move(task), site);
 }
 
 }  // namespace galay

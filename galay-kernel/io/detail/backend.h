@@ -128,6 +128,9 @@ class Backend {
 };
 
 class Scheduler;
+namespace detail {
+class LiveMetrics;
+}
 
 /// What a backend is built with: the backend-specific part of Scheduler::Options, copied
 /// out so backends need not include the scheduler's header.
@@ -137,6 +140,9 @@ struct BackendSettings {
   bool io_uring_sqpoll = false;         ///< a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
   unsigned io_uring_sqpoll_idle_ms = 1000;
   int io_uring_sqpoll_cpu = -1;  ///< -1: the poller is not pinned
+  /// Where the backend counts its own events (SQ full, CQ overflow, ENOBUFS re-arms): the
+  /// scheduler's counters, a sink only (backends never call up into the scheduler).
+  detail::LiveMetrics* metrics = nullptr;
 };
 
 /// How a backend is built; registered per kind so optional backends (the kqueue emulation
