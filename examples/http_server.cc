@@ -6,12 +6,11 @@
 //
 // GET / answers "hello"; GET /static/<path> sends <path> from --root with send_file
 // (sendfile(2) on Linux); GET /metrics gives the runtime's I/O metrics (runtime/metrics.h,
-// all workers summed) in Prometheus' text format. HEAD works for all three. Keep-alive is the HTTP/1.1 default,
-// `Connection: close` (and HTTP/1.0 without keep-alive) closes after the response, and
-// pipelined requests are answered in order, batched into one send. Errors: 400 for a
-// malformed request (including a header name that is not a token, RFC 9110 5.1, and
-// Content-Length fields that disagree, RFC 9112 6.3), 404 for an unknown path or missing
-// file, 405 for other methods, 408 (then close) for a header block not complete within
+// one `worker="i"` set per worker) in Prometheus' text format. HEAD works for all three. Keep-alive is the HTTP/1.1
+// default, `Connection: close` (and HTTP/1.0 without keep-alive) closes after the response, and pipelined requests are
+// answered in order, batched into one send. Errors: 400 for a malformed request (including a header name that is not a
+// token, RFC 9110 5.1, and Content-Length fields that disagree, RFC 9112 6.3), 404 for an unknown path or missing file,
+// 405 for other methods, 408 (then close) for a header block not complete within
 // --header-timeout (default 10 s) of its first byte, or of the end of the previous
 // response when its first bytes came pipelined, 413 for a header block over 16 KiB, 501
 // for chunked request bodies. A request body with Content-Length is read and ignored.
@@ -62,6 +61,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "args.h"  // the programs' shared command-line parser (support/args.h)
 #include "galay-kernel/galay-kernel.h"
@@ -391,9 +391,18 @@ Task<void> serve_stream(Stream& conn, const Config& cfg) {
         append_head(out, "200 OK", kHello.size(), req.keep_alive);
         if (!head_only) out += kHello;
       } else if (req.target == "/metrics") {
-        // The runtime's I/O metrics, all workers summed, in Prometheus' text format.
-        const Runtime* rt = Runtime::current();
-        const std::string body = rt != nullptr ? format_prometheus(rt->metrics(), "galay") : std::string();
+        // The runtime's I/O metrics in Prometheus' text format, one labelled set per worker
+        // (sum them in the query: sum without (worker) (...)).
+        std::string body;
+        if (const Runtime* rt = Runtime::current()) {
+          std::vector<std::string> labels(rt->size());
+          std::vector<LabeledMetrics> workers(rt->size());
+          for (std::size_t i = 0; i < rt->size(); ++i) {
+            labels[i] = "worker=\"" + std::to_string(i) + '"';
+            workers[i] = {labels[i], rt->scheduler(i).metrics()};
+          }
+          body = format_prometheus(workers, "galay");
+        }
         append_head(out, "200 OK", body.size(), req.keep_alive, "text/plain; version=0.0.4; charset=utf-8");
         if (!head_only) out += body;
       } else if (req.target.starts_with("/static/") && cfg.root_fd >= 0 && safe_relative_path(req.target.substr(8))) {

@@ -363,9 +363,9 @@ grep -q "Requests/sec" "$work/wrk.txt" || fail "wrk printed no rate"
 # and showing the traffic wrk just made.
 curl -fsS "$base/metrics" >"$work/metrics.txt" || fail "GET /metrics"
 promtool check metrics <"$work/metrics.txt" || fail "promtool rejected /metrics: $(head -20 "$work/metrics.txt")"
-grep -Eq '^galay_ops_completed_total\{op="(send|sendmsg)"\} [1-9]' "$work/metrics.txt" ||
+grep -Eq '^galay_ops_completed_total\{worker="[0-9]+",op="(send|sendmsg)"\} [1-9]' "$work/metrics.txt" ||
   fail "/metrics counts no completed sends after wrk: $(grep ops_completed "$work/metrics.txt")"
-grep -Eq '^galay_bytes_out_total [1-9]' "$work/metrics.txt" || fail "/metrics counts no bytes out after wrk"
+grep -Eq '^galay_bytes_out_total\{worker="[0-9]+"\} [1-9]' "$work/metrics.txt" || fail "/metrics counts no bytes out after wrk"
 echo "http_server /metrics: promtool check metrics passed ($(grep -cv '^#' "$work/metrics.txt") samples)"
 
 kill -TERM "$http_pid"

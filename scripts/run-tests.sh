@@ -48,12 +48,17 @@ esac
 # files compile about 30% faster than with -g); elsewhere full debug info.
 debug_info=-g
 [ "${CI:-}" = true ] && debug_info=-g1
+# Sanitizer builds at -O1 (what the ASan and TSan docs suggest): on 2 cores the ASan+UBSan
+# build compiles in about half the time of -O2 (race_test.cc: 40 s vs 76 s), and the
+# checks are the same.
+opt=-O2
+[ -n "$sanitize" ] && opt=-O1
 extra=()
 # The sanitizer builds run the tests only: no benchmarks or examples to build (the clang
 # build keeps them, to check every target for clang's warnings).
 [ -n "$sanitize" ] && [ -z "$cxx" ] && extra+=(-DGALAY_KERNEL_BUILD_BENCHMARKS=OFF -DGALAY_KERNEL_BUILD_EXAMPLES=OFF)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" "${compilers[@]}" "${extra[@]}" \
-  -DCMAKE_CXX_FLAGS="-UNDEBUG" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 $debug_info" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 $debug_info" \
+  -DCMAKE_CXX_FLAGS="-UNDEBUG" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt $debug_info" -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt $debug_info" \
   -DGALAY_KERNEL_SANITIZE="$sanitize" -DGALAY_KERNEL_WERROR=ON -DGALAY_KERNEL_CHAOS=ON >/dev/null
 cmake --build "$build"
 

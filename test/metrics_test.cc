@@ -317,6 +317,47 @@ TEST_P(MetricsTest, TheStallDetectorIsOffByDefault) {
 
 GALAY_INSTANTIATE_ALL_BACKENDS(StallDetectorTest);
 
+// Two workers on one page: each family's HELP and TYPE once, each worker's samples under it.
+std::string two_worker_page() {
+  SchedulerMetrics a, b;
+  a.ops[static_cast<std::size_t>(OpCode::recv)] = {10, 8, 1};
+  a.bytes_in = 5;
+  a.loop_turns = 2;
+  a.loop_turn_buckets[3] = 2;
+  b.ops[static_cast<std::size_t>(OpCode::send)] = {4, 4, 0};
+  b.bytes_in = 7;
+  b.stalls = 1;
+  const LabeledMetrics sets[] = {{"worker=\"0\"", a}, {"worker=\"1\"", b}};
+  return format_prometheus(sets, "galay");
+}
+
+std::size_t occurrences(const std::string& text, std::string_view what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(MetricsFormat, SeveralWorkersShareEachFamilysHeader) {
+  const std::string text = two_worker_page();
+  EXPECT_EQ(occurrences(text, "# HELP galay_bytes_in_total "), 1u);
+  EXPECT_EQ(occurrences(text, "# TYPE galay_loop_turn_seconds histogram\n"), 1u);
+  EXPECT_EQ(occurrences(text, "# TYPE galay_ops_started_total counter\n"), 1u);
+  EXPECT_NE(text.find("galay_bytes_in_total{worker=\"0\"} 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("galay_bytes_in_total{worker=\"1\"} 7\n"), std::string::npos);
+  EXPECT_NE(text.find("galay_ops_started_total{worker=\"0\",op=\"recv\"} 10\n"), std::string::npos);
+  EXPECT_NE(text.find("galay_ops_started_total{worker=\"1\",op=\"send\"} 4\n"), std::string::npos);
+  EXPECT_EQ(text.find("galay_ops_started_total{worker=\"1\",op=\"recv\"}"), std::string::npos)
+      << "worker 1 never received";
+  EXPECT_NE(text.find("galay_stalls_total{worker=\"1\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("galay_loop_turn_seconds_count{worker=\"0\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("galay_loop_turn_seconds_count{worker=\"1\"} 0\n"), std::string::npos);
+  // The one-snapshot form is the same page with one set.
+  SchedulerMetrics m;
+  m.bytes_in = 5;
+  const LabeledMetrics one[] = {{"worker=\"0\"", m}};
+  EXPECT_EQ(format_prometheus(m, "galay", "worker=\"0\""), format_prometheus(one, "galay"));
+}
+
 TEST(MetricsFormat, PromtoolAcceptsIt) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "promtool is not installed (Debian package prometheus; scripts/check-examples.sh installs it)";
@@ -327,22 +368,22 @@ TEST(MetricsFormat, PromtoolAcceptsIt) {
   m.loop_turn_ns = 5000;
   m.loop_turn_buckets[10] = 3;
   const std::string path = std::filesystem::temp_directory_path() / "galay_metrics_test.prom";
-  {
+  // One snapshot, and two workers on one page.
+  for (const std::string& text : {format_prometheus(m), two_worker_page()}) {
     FILE* f = std::fopen(path.c_str(), "w");
     ASSERT_NE(f, nullptr);
-    const std::string text = format_prometheus(m);
     std::fwrite(text.data(), 1, text.size(), f);
     std::fclose(f);
+    const std::string cmd = "promtool check metrics < " + path + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    const int rc = ::pclose(p);
+    EXPECT_EQ(rc, 0) << out << "\nfor the page:\n" << text;
   }
-  const std::string cmd = "promtool check metrics < " + path + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int rc = ::pclose(p);
   std::filesystem::remove(path);
-  EXPECT_EQ(rc, 0) << out;
 }
 
 TEST(MetricsThreadRuntime, SumsItsWorkersAndIsReadableFromOutside) {

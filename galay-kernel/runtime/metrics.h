@@ -24,6 +24,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -80,5 +81,15 @@ struct SchedulerMetrics {
 /// if not empty, is added to every sample (`worker="0"`: no braces, already escaped).
 std::string format_prometheus(const SchedulerMetrics& m, std::string_view prefix = "galay",
                               std::string_view labels = {});
+
+/// One snapshot and the labels that tell it apart on a page of several.
+struct LabeledMetrics {
+  std::string_view labels;   ///< label pairs without braces, already escaped (`worker="0"`); may be empty
+  SchedulerMetrics metrics;  ///< the snapshot
+};
+
+/// Several snapshots on one page (one per worker, say): each family's HELP and TYPE once,
+/// then its samples for every snapshot, told apart by their labels.
+std::string format_prometheus(std::span<const LabeledMetrics> sets, std::string_view prefix = "galay");
 
 }  // namespace galay
