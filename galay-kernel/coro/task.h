@@ -35,8 +35,8 @@ namespace galay {
 template <class T = void>
 class Task;
 
-/// A place in the source: what SpawnSite gives, made from __builtin_FILE and
-/// __builtin_LINE because clang 14 with libstdc++ 12 has no SpawnSite. As a
+/// A place in the source: what std::source_location gives, made from __builtin_FILE and
+/// __builtin_LINE because clang 14 with libstdc++ 12 has no std::source_location. As a
 /// defaulted argument, `SpawnSite::current()` is the caller's file and line.
 class SpawnSite {
  public:

@@ -397,7 +397,7 @@ void Scheduler::report_stall(Clock::duration took) {
   }
   const SpawnSite& at = report.spawned_at;
   std::fprintf(stderr, "galay-kernel: stall: a task spawned at %s:%u ran %.3f ms without suspending\n",
-               at.line() != 0 ? at.file_name() : "(unknown)", static_cast<unsigned>(at.line()),
+               at.line() != 0 ? at.file_name() : "(unknown)", at.line(),
                static_cast<double>(report.duration.count()) / 1e6);
 }
 

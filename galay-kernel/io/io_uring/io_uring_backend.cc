@@ -549,7 +549,7 @@ class IoUringBackend final : public Backend {
   io_uring_sqe* get_sqe() noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
-      if (metrics_ != nullptr) metrics_->sq_full();
+      if (settings_.metrics != nullptr) settings_.metrics->sq_full();
       int r = io_uring_submit(&ring_);
       if (r == -EBUSY || r == -EAGAIN) {
         // Completion side is backed up: make room there first.
@@ -701,7 +701,7 @@ class IoUringBackend final : public Backend {
       for (unsigned i = 0; i < n; ++i) handle(batch[i].user_data, batch[i].res, batch[i].flags);
       if (n < 256 && !io_uring_cq_has_overflow(&ring_)) return;
       if (io_uring_cq_has_overflow(&ring_)) {
-        if (metrics_ != nullptr) metrics_->cq_overflow();
+        if (settings_.metrics != nullptr) settings_.metrics->cq_overflow();
         io_uring_get_events(&ring_);  // flush the kernel's backlog
       }
     }
@@ -853,7 +853,7 @@ class IoUringBackend final : public Backend {
         // else by recycle() or the next recv.
       } else if (res == -ENOBUFS) {
         // The ring ran dry. Re-arm once a buffer comes back (or now, if one already has).
-        if (metrics_ != nullptr) metrics_->enobufs_rearm();
+        if (settings_.metrics != nullptr) settings_.metrics->enobufs_rearm();
         if (st.pool->available() > 0 && !draining_)
           arm_multishot(st);
         else
@@ -1022,9 +1022,8 @@ class IoUringBackend final : public Backend {
     }
   }
 
-  Scheduler& sched_;  // only passed on to chaos mode
-  BackendSettings settings_;
-  detail::LiveMetrics* metrics_ = settings_.metrics;  // counts SQ-full, CQ-overflow and ENOBUFS events
+  Scheduler& sched_;          // only passed on to chaos mode
+  BackendSettings settings_;  // settings_.metrics counts SQ-full, CQ-overflow and ENOBUFS events
   io_uring ring_{};
   bool ring_ready_ = false;
   bool registered_ring_fd_ = false;
