@@ -69,6 +69,7 @@
 
 #include "args.h"
 #include "bench_common.h"
+#include "bench_scheduler.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -422,18 +423,12 @@ void shard_thread(const Config& cfg, std::size_t index, Shard& st, const SocketA
                   std::size_t count, std::latch& ready, std::atomic<bool>& failed, std::string& backend_name) {
   if (cfg.pin && bench::pin_to_nth_allowed_cpu(index) < 0)
     std::fprintf(stderr, "bench_client: could not pin thread %zu\n", index);
-  auto created = Scheduler::create(Scheduler::Options{cfg.backend});
-  if (!created) {
-    std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
-                                                            : backend_unavailable_reason(cfg.backend);
-    std::fprintf(stderr, "bench_client: cannot create a scheduler with backend %s: %s%s%s\n",
-                 std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
-                 why.empty() ? "" : ": ", why.c_str());
+  std::unique_ptr<Scheduler> sched = bench::create_scheduler_or_report("bench_client", Scheduler::Options{cfg.backend});
+  if (!sched) {
     failed.store(true);
     ready.count_down();
     return;
   }
-  std::unique_ptr<Scheduler> sched = std::move(*created);
   if (index == 0) backend_name = std::string(to_string(sched->backend_kind()));
   try {
     sched->block_on(run_shard(st, addr, first, count, ready));

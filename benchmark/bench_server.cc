@@ -55,6 +55,7 @@
 #include "args.h"
 #include "bench_common.h"
 #include "bench_metrics.h"
+#include "bench_scheduler.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -262,18 +263,12 @@ void run_loop(const Config& cfg, std::size_t index, LoopSlots& slots) {
   options.io_uring_sqpoll = cfg.sqpoll;
   options.io_uring_sqpoll_cpu = cfg.sqpoll_cpu;
   options.stall_threshold = std::chrono::milliseconds(cfg.stall_ms);
-  auto created = Scheduler::create(options);
-  if (!created) {
-    std::string why = cfg.backend == BackendKind::automatic ? std::string("no backend can run here")
-                                                            : backend_unavailable_reason(cfg.backend);
-    std::fprintf(stderr, "bench_server: cannot create a scheduler with backend %s: %s%s%s\n",
-                 std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str(),
-                 why.empty() ? "" : ": ", why.c_str());
+  std::unique_ptr<Scheduler> sched = bench::create_scheduler_or_report("bench_server", options);
+  if (!sched) {
     slots.exit_codes[index] = 1;
     slots.ended_early();
     return;
   }
-  std::unique_ptr<Scheduler> sched = std::move(*created);
   std::unique_ptr<BufferPool> pool;
   if (cfg.pooled) {
     auto p = BufferPool::create(*sched, kPoolBuffers, kPoolBufferSize, cfg.pool_memory);

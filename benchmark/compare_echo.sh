@@ -58,21 +58,7 @@ TIMEOUTS=0
 
 die() { opt_die "$@"; }
 
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
-    --size) need_value "$@"; SIZE=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
-    --client-backend) need_value "$@"; CLIENT_BACKEND=$2; shift 2 ;;
-    --warmup) need_value "$@"; WARMUP=$2; shift 2 ;;
-    --out) need_value "$@"; OUT=$2; shift 2 ;;
-    --memory) MEMORY=1; shift ;;
-    --timeouts) TIMEOUTS=1; shift ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--duration=DURATION --conns=CONNS --size=SIZE --rounds=ROUNDS --servers=SERVERS --client-backend=CLIENT_BACKEND --warmup=WARMUP --out=OUT --memory:MEMORY=1 --timeouts:TIMEOUTS=1" "$@"
 
 if [[ -z $CONNS ]]; then
   CONNS="100 500 1000"

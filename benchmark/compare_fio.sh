@@ -44,22 +44,7 @@ TARGET=""
 
 die() { opt_die "$@"; }
 
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --dir) need_value "$@"; DIR=$2; shift 2 ;;
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --depths) need_value "$@"; DEPTHS=$2; shift 2 ;;
-    --jobs) need_value "$@"; JOBS=$2; shift 2 ;;
-    --size) need_value "$@"; SIZE=$2; shift 2 ;;
-    --bs) need_value "$@"; BS=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --engines) need_value "$@"; ENGINES=$2; shift 2 ;;
-    --no-batch) BATCH=0; shift ;;
-    --out) need_value "$@"; OUT=$2; shift 2 ;;
-    --target) need_value "$@"; TARGET=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--dir=DIR --duration=DURATION --depths=DEPTHS --jobs=JOBS --size=SIZE --bs=BS --rounds=ROUNDS --engines=ENGINES --no-batch:BATCH=0 --out=OUT --target=TARGET" "$@"
 
 need_uint --duration "$DURATION" 1
 need_uint --rounds "$ROUNDS" 1

@@ -42,21 +42,7 @@ CLOSE=0
 CIPHER=TLS_AES_128_GCM_SHA256
 GROUP=X25519
 die() { opt_die "$@"; }
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --server-cpu) need_value "$@"; SERVER_CPU=$2; shift 2 ;;
-    --client-cpu) need_value "$@"; CLIENT_CPU=$2; shift 2 ;;
-    --backend) need_value "$@"; BACKEND=$2; shift 2 ;;
-    --https) HTTPS=1; shift ;;
-    --close) CLOSE=1; shift ;;
-    --cipher) need_value "$@"; CIPHER=$2; shift 2 ;;
-    --group) need_value "$@"; GROUP=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--conns=CONNS --duration=DURATION --rounds=ROUNDS --server-cpu=SERVER_CPU --client-cpu=CLIENT_CPU --backend=BACKEND --https:HTTPS=1 --close:CLOSE=1 --cipher=CIPHER --group=GROUP" "$@"
 need_uint --conns "$CONNS" 1
 need_uint --duration "$DURATION" 1
 need_uint --rounds "$ROUNDS" 1

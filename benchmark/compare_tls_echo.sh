@@ -20,17 +20,7 @@ DURATION=4
 ROUNDS=2
 SERVER_CPU=0
 CLIENT_CPU=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
-    --size) need_value "$@"; SIZE=$2; shift 2 ;;
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --server-cpu) need_value "$@"; SERVER_CPU=$2; shift 2 ;;
-    --client-cpu) need_value "$@"; CLIENT_CPU=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--conns=CONNS --size=SIZE --duration=DURATION --rounds=ROUNDS --server-cpu=SERVER_CPU --client-cpu=CLIENT_CPU" "$@"
 need_uint --conns "$CONNS" 1
 need_uint --size "$SIZE" 1
 need_uint --duration "$DURATION" 1

@@ -23,16 +23,7 @@ CONNS=8
 FLOODERS=1
 ROUNDS=2
 BACKENDS="epoll io_uring"
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
-    --flooders) need_value "$@"; FLOODERS=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --backends) need_value "$@"; BACKENDS=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--duration=DURATION --conns=CONNS --flooders=FLOODERS --rounds=ROUNDS --backends=BACKENDS" "$@"
 need_uint --duration "$DURATION" 1
 need_uint --conns "$CONNS" 1
 need_uint --flooders "$FLOODERS" 1

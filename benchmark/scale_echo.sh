@@ -37,22 +37,7 @@ CLIENT_THREADS=""
 JSON=""
 
 die() { opt_die "$@"; }
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --threads) need_value "$@"; THREADS=$2; shift 2 ;;
-    --backend) need_value "$@"; BACKEND=$2; shift 2 ;;
-    --recv) need_value "$@"; RECV=$2; shift 2 ;;
-    --conns) need_value "$@"; CONNS=$2; shift 2 ;;
-    --size) need_value "$@"; SIZE=$2; shift 2 ;;
-    --duration) need_value "$@"; DURATION=$2; shift 2 ;;
-    --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
-    --server-cpus) need_value "$@"; SERVER_CPUS=$2; shift 2 ;;
-    --client-cpus) need_value "$@"; CLIENT_CPUS=$2; shift 2 ;;
-    --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
-    --json) need_value "$@"; JSON=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--threads=THREADS --backend=BACKEND --recv=RECV --conns=CONNS --size=SIZE --duration=DURATION --rounds=ROUNDS --server-cpus=SERVER_CPUS --client-cpus=CLIENT_CPUS --client-threads=CLIENT_THREADS --json=JSON" "$@"
 for n in $THREADS; do need_uint --threads "$n" 1; done
 need_uint --conns "$CONNS" 1
 need_uint --size "$SIZE" 1

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "args.h"
+#include "bench_scheduler.h"
 #include "galay-kernel/galay-kernel.h"
 
 namespace {
@@ -388,13 +389,8 @@ int main(int argc, char** argv) {
   std::uint64_t errors = 0, messages = 0, bytes = 0, reconnects = 0;
   std::string backend;
   {
-    auto created = Scheduler::create(Scheduler::Options{cfg.backend});
-    if (!created) {
-      std::fprintf(stderr, "soak: cannot create a scheduler with backend %s: %s\n",
-                   std::string(to_string(cfg.backend)).c_str(), created.error().message().c_str());
-      return 2;
-    }
-    std::unique_ptr<Scheduler> sched = std::move(*created);
+    std::unique_ptr<Scheduler> sched = bench::create_scheduler_or_report("soak", Scheduler::Options{cfg.backend});
+    if (!sched) return 2;
     backend = std::string(to_string(sched->backend_kind()));
     std::printf("backend: %s (%s)\n", backend.c_str(), sched->describe_backend().c_str());
     std::fflush(stdout);

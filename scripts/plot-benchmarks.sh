@@ -12,15 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 echo_in="" fio_in="" scale_in="" out=docs/img
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --echo) need_value "$@"; echo_in=$2; shift 2 ;;
-    --fio) need_value "$@"; fio_in=$2; shift 2 ;;
-    --scale) need_value "$@"; scale_in=$2; shift 2 ;;
-    --out) need_value "$@"; out=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--echo=echo_in --fio=fio_in --scale=scale_in --out=out" "$@"
 scripts/install-deps.sh gnuplot-nox
 # Debian's interpreter (not a pyenv shim); only the standard library is needed.
 py=/usr/bin/python3

@@ -11,15 +11,7 @@ cd "$(dirname "$0")/.."
 
 conns=100 size=256 duration=5 backend=auto
 BUILD_DIR=build/release
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -c) need_value "$@"; conns=$2; shift 2 ;;
-    -s) need_value "$@"; size=$2; shift 2 ;;
-    -d) need_value "$@"; duration=$2; shift 2 ;;
-    --backend) need_value "$@"; backend=$2; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "-c=conns -s=size -d=duration --backend=backend" "$@"
 need_uint -c "$conns" 1
 need_uint -s "$size" 1
 need_uint -d "$duration" 1

@@ -15,19 +15,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib/options.sh"
 cd "$(dirname "$0")/.."
 
-sanitize="" filter="" exclude="" build_type=RelWithDebInfo cxx="" chaos_seeds=()
+sanitize="" filter="" exclude="" build_type=RelWithDebInfo cxx="" chaos_list=""
 BUILD_DIR=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --sanitize) need_value "$@"; sanitize=$2; shift 2 ;;
-    --filter) need_value "$@"; filter=$2; shift 2 ;;
-    --exclude) need_value "$@"; exclude=$2; shift 2 ;;
-    --build-type) need_value "$@"; build_type=$2; shift 2 ;;
-    --cxx) need_value "$@"; cxx=$2; shift 2 ;;
-    --chaos) need_value "$@"; read -r -a chaos_seeds <<<"$2"; shift 2 ;;
-    *) common_option "$@"; shift "$OPT_SHIFT" ;;
-  esac
-done
+parse_options "--sanitize=sanitize --filter=filter --exclude=exclude --build-type=build_type --cxx=cxx --chaos=chaos_list" "$@"
+read -r -a chaos_seeds <<<"$chaos_list"
 
 build=build/tests
 [ -n "$sanitize" ] && build="build/tests-${sanitize//,/-}"

@@ -199,6 +199,18 @@ FileBatch::~FileBatch() {
   ops_.clear();
 }
 
+namespace {
+// A request just added as ops_[index]: one that `prepared` refused (non-zero: -errno) is
+// done at once with that result and is never submitted.
+std::size_t settle(IoOp& op, std::int64_t prepared, std::size_t index) noexcept {
+  if (prepared != 0) {
+    op.result = prepared;
+    op.state = OpState::done;
+  }
+  return index;
+}
+}  // namespace
+
 IoOp& FileBatch::add(const File& file, OpCode code) {
   if (in_flight_) throw std::logic_error("FileBatch: cannot add requests while a submit is in flight");
   if (ops_.size() == capacity_) throw std::length_error("FileBatch: capacity exceeded");
@@ -207,38 +219,22 @@ IoOp& FileBatch::add(const File& file, OpCode code) {
 
 std::size_t FileBatch::read_at(const File& file, std::span<std::byte> buf, std::uint64_t offset) {
   IoOp& op = add(file, OpCode::read_at);
-  if (std::int64_t r = file.prepare(op, buf.data(), buf.size(), offset); r != 0) {
-    op.result = r;
-    op.state = OpState::done;
-  }
-  return ops_.size() - 1;
+  return settle(op, file.prepare(op, buf.data(), buf.size(), offset), ops_.size() - 1);
 }
 
 std::size_t FileBatch::write_at(const File& file, std::span<const std::byte> buf, std::uint64_t offset) {
   IoOp& op = add(file, OpCode::write_at);
-  if (std::int64_t r = file.prepare(op, buf.data(), buf.size(), offset); r != 0) {
-    op.result = r;
-    op.state = OpState::done;
-  }
-  return ops_.size() - 1;
+  return settle(op, file.prepare(op, buf.data(), buf.size(), offset), ops_.size() - 1);
 }
 
 std::size_t FileBatch::readv_at(const File& file, std::span<const iovec> iov, std::uint64_t offset) {
   IoOp& op = add(file, OpCode::readv_at);
-  if (std::int64_t r = file.prepare(op, iov, offset); r != 0) {
-    op.result = r;
-    op.state = OpState::done;
-  }
-  return ops_.size() - 1;
+  return settle(op, file.prepare(op, iov, offset), ops_.size() - 1);
 }
 
 std::size_t FileBatch::writev_at(const File& file, std::span<const iovec> iov, std::uint64_t offset) {
   IoOp& op = add(file, OpCode::writev_at);
-  if (std::int64_t r = file.prepare(op, iov, offset); r != 0) {
-    op.result = r;
-    op.state = OpState::done;
-  }
-  return ops_.size() - 1;
+  return settle(op, file.prepare(op, iov, offset), ops_.size() - 1);
 }
 
 Expected<std::size_t> FileBatch::result(std::size_t i) const noexcept {

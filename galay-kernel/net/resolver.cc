@@ -136,6 +136,9 @@ Task<Expected<std::vector<SocketAddress>>> limit(Task<Expected<std::vector<Socke
 }
 #endif
 
+// A lookup that fails with `ec` before it starts (a service name that isn't known).
+Task<Expected<std::vector<SocketAddress>>> failed_lookup(std::error_code ec) { co_return Unexpected(ec); }
+
 }  // namespace
 
 const std::error_category& resolver_category() noexcept {
@@ -184,11 +187,7 @@ Task<Expected<std::vector<SocketAddress>>> Resolver::resolve(std::string host, s
 Task<Expected<std::vector<SocketAddress>>> Resolver::resolve(std::string host, std::string_view service,
                                                              Timeout timeout) {
   auto port = service_port(service);
-  if (!port) {
-    return [](std::error_code ec) -> Task<Expected<std::vector<SocketAddress>>> {
-      co_return Unexpected(ec);
-    }(port.error());
-  }
+  if (!port) return failed_lookup(port.error());
   return lookup(state_, std::move(host), *port, timeout);
 }
 
@@ -237,11 +236,7 @@ Task<Expected<std::vector<SocketAddress>>> resolve(std::string host, std::uint16
 Task<Expected<std::vector<SocketAddress>>> resolve(std::string host, std::string_view service, ResolverOptions options,
                                                    Timeout timeout) {
   auto port = service_port(service);
-  if (!port) {
-    return [](std::error_code ec) -> Task<Expected<std::vector<SocketAddress>>> {
-      co_return Unexpected(ec);
-    }(port.error());
-  }
+  if (!port) return failed_lookup(port.error());
   return one_shot(std::move(host), *port, std::move(options), timeout);
 }
 

@@ -463,9 +463,33 @@ std::error_code usable_for_io(const TlsState& st) noexcept {
   return {};
 }
 
+// What recv checks besides usable_for_io: one reader at a time.
+std::error_code usable_for_reading(const TlsState& st) noexcept {
+  if (auto ec = usable_for_io(st)) return ec;
+  if (st.reading) return errc(std::errc::device_or_resource_busy);
+  return {};
+}
+
+// What send and shutdown check besides usable_for_io: one writer at a time, and no writes
+// after a write failed (the record stream is broken from there on).
+std::error_code usable_for_writing(const TlsState& st) noexcept {
+  if (auto ec = usable_for_io(st)) return ec;
+  if (st.writing) return errc(std::errc::device_or_resource_busy);
+  return st.write_error;
+}
+
 std::error_code cancelled(CancelScope* scope) noexcept {
   if (scope != nullptr && scope->cancelled()) return errc(scope->reason());
   return {};
+}
+
+// The prologue of recv, send and shutdown, in this order: a moved-from stream, a
+// cancelled scope, then `usable` (usable_for_reading or usable_for_writing).
+std::error_code refused(const TlsState* sp, CancelScope* scope,
+                        std::error_code (*usable)(const TlsState&) noexcept) noexcept {
+  if (sp == nullptr) return errc(std::errc::bad_file_descriptor);
+  if (auto ec = cancelled(scope)) return ec;
+  return usable(*sp);
 }
 
 // ---- operations ----
@@ -510,11 +534,8 @@ TlsOp<Expected<void>> do_handshake(TlsState* sp, Timeout timeout) {
 }
 
 TlsOp<Expected<std::size_t>> do_recv(TlsState* sp, std::span<std::byte> buf, Timeout timeout) {
-  if (sp == nullptr) co_return make_error(errc(std::errc::bad_file_descriptor));
+  if (auto ec = refused(sp, co_await current_scope(), usable_for_reading)) co_return make_error(ec);
   TlsState& st = *sp;
-  if (auto ec = cancelled(co_await current_scope())) co_return make_error(ec);
-  if (auto ec = usable_for_io(st)) co_return make_error(ec);
-  if (st.reading) co_return make_error(errc(std::errc::device_or_resource_busy));
   if (buf.empty()) co_return std::size_t{0};
   FlagGuard reading(st.reading);
   const Deadline dl(timeout);
@@ -555,12 +576,8 @@ TlsOp<Expected<std::size_t>> do_recv(TlsState* sp, std::span<std::byte> buf, Tim
 }
 
 TlsOp<Expected<std::size_t>> do_send(TlsState* sp, std::span<const std::byte> buf, Timeout timeout, bool all) {
-  if (sp == nullptr) co_return make_error(errc(std::errc::bad_file_descriptor));
+  if (auto ec = refused(sp, co_await current_scope(), usable_for_writing)) co_return make_error(ec);
   TlsState& st = *sp;
-  if (auto ec = cancelled(co_await current_scope())) co_return make_error(ec);
-  if (auto ec = usable_for_io(st)) co_return make_error(ec);
-  if (st.writing) co_return make_error(errc(std::errc::device_or_resource_busy));
-  if (st.write_error) co_return make_error(st.write_error);
   if (st.close_sent) co_return make_error(errc(std::errc::broken_pipe));
   if (buf.empty()) co_return std::size_t{0};
   FlagGuard writing(st.writing);
@@ -605,12 +622,8 @@ TlsOp<Expected<std::size_t>> do_send(TlsState* sp, std::span<const std::byte> bu
 }
 
 TlsOp<Expected<void>> do_shutdown(TlsState* sp, Timeout timeout) {
-  if (sp == nullptr) co_return make_error(errc(std::errc::bad_file_descriptor));
+  if (auto ec = refused(sp, co_await current_scope(), usable_for_writing)) co_return make_error(ec);
   TlsState& st = *sp;
-  if (auto ec = cancelled(co_await current_scope())) co_return make_error(ec);
-  if (auto ec = usable_for_io(st)) co_return make_error(ec);
-  if (st.writing) co_return make_error(errc(std::errc::device_or_resource_busy));
-  if (st.write_error) co_return make_error(st.write_error);
   if (st.close_sent) co_return Expected<void>{};
   FlagGuard writing(st.writing);
   const Deadline dl(timeout);

@@ -8,19 +8,15 @@
 #                                                   # (with "# shellcheck source=scripts/lib/options.sh")
 #   opt_init compare_echo                           # every message starts "compare_echo: "
 #   BUILD_DIR=build/release                         # enables --build-dir DIR
-#   while [ $# -gt 0 ]; do
-#     case "$1" in
-#       --size) need_value "$@"; SIZE=$2; shift 2 ;;
-#       --json) JSON=1; shift ;;
-#       *) common_option "$@"; shift "$OPT_SHIFT" ;;
-#     esac
-#   done
+#   parse_options "--size=SIZE --json:JSON=1" "$@"  # the script's own options, as a table
 #   need_uint --size "$SIZE" 1                      # a whole number >= 1, or exit 2
 #
-# common_option takes -h/--help (prints the script's header comment, exits 0) and
-# --build-dir DIR (where BUILD_DIR is set, even to ""), and refuses anything else. Every
-# refusal is one line on stderr, "NAME: what", and exit status 2, as in the C++ programs
-# (support/args.h).
+# parse_options reads its table once per word: "--name=VAR" takes a value into VAR (an
+# empty or missing value is refused), "--name:VAR=WORD" is a switch that sets VAR to WORD.
+# Every other word goes to common_option, which takes -h/--help (prints the script's
+# header comment, exits 0) and --build-dir DIR (where BUILD_DIR is set, even to ""), and
+# refuses anything else. Every refusal is one line on stderr, "NAME: what", and exit
+# status 2, as in the C++ programs (support/args.h).
 
 OPT_NAME=$(basename "$0" .sh)
 OPT_SCRIPT=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -64,4 +60,26 @@ common_option() {
       ;;
     *) opt_die "unknown option '$1' (--help lists the options)" ;;
   esac
+}
+
+# parse_options TABLE "$@": every word of the command line, by the table described above.
+parse_options() {
+  local table=" $1 " entry
+  shift
+  while [ $# -gt 0 ]; do
+    if [[ $table == *" $1="* ]]; then
+      entry=${table#*" $1="}
+      need_value "$@"
+      printf -v "${entry%% *}" '%s' "$2"
+      shift 2
+    elif [[ $table == *" $1:"* ]]; then
+      entry=${table#*" $1:"}
+      entry=${entry%% *}
+      printf -v "${entry%%=*}" '%s' "${entry#*=}"
+      shift
+    else
+      common_option "$@"
+      shift "$OPT_SHIFT"
+    fi
+  done
 }

@@ -1,7 +1,11 @@
 #include "galay-kernel/io/detail/readiness_backend.h"
 
-#include <cerrno>
+#include <unistd.h>
 
+#include <cerrno>
+#include <string>
+
+#include "galay-kernel/common/error.h"
 #include "galay-kernel/io/ops/op_kind.h"
 
 namespace galay {
@@ -91,6 +95,19 @@ std::size_t ReadinessBackend::pending_ops() const noexcept {
 void ReadinessBackend::poll(std::optional<std::chrono::nanoseconds> timeout) {
   wait_for_readiness(timeout);
   pool_.deliver();
+}
+
+timespec* wait_timespec(std::optional<std::chrono::nanoseconds> timeout, timespec& storage) noexcept {
+  if (!timeout) return nullptr;
+  storage.tv_sec = static_cast<time_t>(timeout->count() / 1000000000);
+  storage.tv_nsec = static_cast<long>(timeout->count() % 1000000000);
+  return &storage;
+}
+
+std::string notifier_probe(const char* call, int fd) {
+  if (fd < 0) return std::string(call) + ": " + errno_code(errno).message();
+  ::close(fd);
+  return {};
 }
 
 }  // namespace galay

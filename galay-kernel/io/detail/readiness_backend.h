@@ -11,6 +11,8 @@
 /// directions, edge-triggered), wait for readiness and report it to engine().on_ready(),
 /// wake that wait from any thread, and describe itself.
 
+#include <time.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -77,5 +79,13 @@ class ReadinessBackend : public Backend {
   BlockingPool::Client pool_;
   std::vector<IoOp*> batch_buf_;
 };
+
+/// `timeout` as the timespec a wait call (epoll_pwait2, kevent) takes, kept in `storage`;
+/// null (wait until woken) when there is none.
+timespec* wait_timespec(std::optional<std::chrono::nanoseconds> timeout, timespec& storage) noexcept;
+
+/// A readiness backend's probe, given the notifier descriptor `call` just returned
+/// (epoll_create1, kqueue): "" if it opened (it is closed again), else "call: reason".
+std::string notifier_probe(const char* call, int fd);
 
 }  // namespace galay

@@ -85,12 +85,7 @@ class EpollBackend final : public ReadinessBackend {
     int n;
     if (use_pwait2_) {
       timespec ts{};
-      timespec* tsp = nullptr;
-      if (timeout) {
-        ts.tv_sec = static_cast<time_t>(timeout->count() / 1000000000);
-        ts.tv_nsec = static_cast<long>(timeout->count() % 1000000000);
-        tsp = &ts;
-      }
+      timespec* tsp = wait_timespec(timeout, ts);
       n = ::epoll_pwait2(epfd_, events_, kMaxEvents, tsp, nullptr);
       if (n < 0 && errno == ENOSYS) {
         use_pwait2_ = false;
@@ -135,15 +130,8 @@ class EpollBackend final : public ReadinessBackend {
 }  // namespace
 
 BackendFactory epoll_backend_factory() {
-  BackendFactory f;
-  f.probe = []() -> std::string {
-    int fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return std::string("epoll_create1: ") + errno_code(errno).message();
-    ::close(fd);
-    return {};
-  };
-  f.create = &make_backend<EpollBackend>;
-  return f;
+  return BackendFactory{[]() { return notifier_probe("epoll_create1", ::epoll_create1(EPOLL_CLOEXEC)); },
+                        &make_backend<EpollBackend>};
 }
 
 }  // namespace galay

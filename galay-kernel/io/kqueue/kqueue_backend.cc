@@ -65,12 +65,7 @@ class KqueueBackend final : public ReadinessBackend {
 
   void wait_for_readiness(std::optional<std::chrono::nanoseconds> timeout) override {
     timespec ts{};
-    timespec* tsp = nullptr;
-    if (timeout) {
-      ts.tv_sec = static_cast<time_t>(timeout->count() / 1000000000);
-      ts.tv_nsec = static_cast<long>(timeout->count() % 1000000000);
-      tsp = &ts;
-    }
+    timespec* tsp = wait_timespec(timeout, ts);
     int n = ::kevent(kq_, nullptr, 0, events_, kMaxEvents, tsp);
     for (int i = 0; i < n; ++i) {
       const struct kevent& ev = events_[i];
@@ -93,15 +88,7 @@ class KqueueBackend final : public ReadinessBackend {
 }  // namespace
 
 BackendFactory kqueue_backend_factory() {
-  BackendFactory f;
-  f.probe = []() -> std::string {
-    int kq = ::kqueue();
-    if (kq < 0) return std::string("kqueue: ") + errno_code(errno).message();
-    ::close(kq);
-    return {};
-  };
-  f.create = &make_backend<KqueueBackend>;
-  return f;
+  return BackendFactory{[]() { return notifier_probe("kqueue", ::kqueue()); }, &make_backend<KqueueBackend>};
 }
 
 }  // namespace galay
