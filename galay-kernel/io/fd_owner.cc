@@ -21,11 +21,11 @@ void FdOwner::close_now() noexcept {
 
 Expected<bool> FdOwner::register_file() {
   if (fd_ < 0) return errno_error(EBADF);
-  // Bound here, like io_fd(): the registration lives in this scheduler's backend, the one
-  // that will close the fd and drop it.
-  if (sched_ == nullptr) sched_ = Scheduler::current();
+  // Bound by io_fd() as every operation is: the registration lives in this scheduler's
+  // backend, the one that will close the fd and drop it.
+  const int fd = io_fd();
   if (sched_ == nullptr) return make_error(make_error_code(Error::not_bound_to_scheduler));
-  return sched_->backend().register_file(fd_);
+  return sched_->backend().register_file(fd);
 }
 
 }  // namespace galay

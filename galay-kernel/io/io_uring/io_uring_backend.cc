@@ -171,10 +171,7 @@ class IoUringBackend final : public Backend {
           IORING_SETUP_SUBMIT_ALL,
           0,
       };
-      for (unsigned flags : attempts) {
-        r = init_ring(sq_entries, cq_entries, flags);
-        if (r != -EINVAL) break;
-      }
+      r = init_first_accepted(sq_entries, cq_entries, attempts);
     }
     if (r < 0) return errno_code(-r);
     ring_ready_ = true;
@@ -217,11 +214,7 @@ class IoUringBackend final : public Backend {
         IORING_SETUP_SQPOLL | aff | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_SQPOLL | aff,
     };
-    int r = -EINVAL;
-    for (unsigned flags : attempts) {
-      r = init_ring(sq_entries, cq_entries, flags);
-      if (r != -EINVAL) break;
-    }
+    const int r = init_first_accepted(sq_entries, cq_entries, attempts);
     if (r < 0) {
       sqpoll_note_ = std::string("SQPOLL refused: ") + std::strerror(-r);
       if (r == -EPERM) sqpoll_note_ += " (before 5.11 it needs CAP_SYS_ADMIN)";
@@ -236,6 +229,17 @@ class IoUringBackend final : public Backend {
     }
     sqpoll_ = true;
     return 0;
+  }
+
+  // init_ring with each set of flags in turn, best first, until the kernel accepts one
+  // (older kernels refuse flags they don't know with EINVAL): 0, or the last refusal.
+  int init_first_accepted(unsigned sq_entries, unsigned cq_entries, std::span<const unsigned> attempts) {
+    int r = -EINVAL;
+    for (unsigned flags : attempts) {
+      r = init_ring(sq_entries, cq_entries, flags);
+      if (r != -EINVAL) break;
+    }
+    return r;
   }
 
   int init_ring(unsigned sq_entries, unsigned cq_entries, unsigned flags) {

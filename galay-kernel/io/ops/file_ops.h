@@ -11,7 +11,7 @@
 namespace galay::detail::ops {
 
 /// read_at: up to len bytes into buf at offset; result: bytes (short at end of file).
-struct ReadAt : OpTraits<OpCode::read_at, ReadinessRoute::off_engine> {
+struct ReadAt : OpTraits<OpCode::read_at, ReadinessRoute::off_engine, ByteFlow::in> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   /// The same as READ_FIXED from registered buffer `buf_index` (RegisteredBuffers).
   static void prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept;
@@ -20,7 +20,7 @@ struct ReadAt : OpTraits<OpCode::read_at, ReadinessRoute::off_engine> {
 };
 
 /// write_at: len bytes from buf at offset; result: bytes written.
-struct WriteAt : OpTraits<OpCode::write_at, ReadinessRoute::off_engine> {
+struct WriteAt : OpTraits<OpCode::write_at, ReadinessRoute::off_engine, ByteFlow::out> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   /// The same as WRITE_FIXED from registered buffer `buf_index` (RegisteredBuffers).
   static void prep_fixed(io_uring_sqe* sqe, IoOp& op, unsigned buf_index) noexcept;
@@ -29,14 +29,14 @@ struct WriteAt : OpTraits<OpCode::write_at, ReadinessRoute::off_engine> {
 };
 
 /// readv_at: iov/iovcnt at offset; result: bytes.
-struct ReadvAt : OpTraits<OpCode::readv_at, ReadinessRoute::off_engine> {
+struct ReadvAt : OpTraits<OpCode::readv_at, ReadinessRoute::off_engine, ByteFlow::in> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static void aio_prep(iocb* cb, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;
 };
 
 /// writev_at: iov/iovcnt at offset; result: bytes.
-struct WritevAt : OpTraits<OpCode::writev_at, ReadinessRoute::off_engine> {
+struct WritevAt : OpTraits<OpCode::writev_at, ReadinessRoute::off_engine, ByteFlow::out> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static void aio_prep(iocb* cb, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;

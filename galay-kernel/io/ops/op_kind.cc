@@ -14,6 +14,7 @@ constexpr void describe(std::array<OpKind, kOpCodeCount>& table, const char* nam
   OpKind& k = table[static_cast<std::size_t>(Op::code)];
   k.name = name;
   k.route = Op::route;
+  k.flow = Op::flow;
 #if defined(GALAY_HAVE_IO_URING)
   if constexpr (requires { &Op::prep; }) k.prep = &Op::prep;
   if constexpr (requires { &Op::on_cqe; }) k.on_cqe = &Op::on_cqe;

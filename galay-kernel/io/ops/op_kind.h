@@ -37,6 +37,13 @@ enum class ReadinessRoute : std::uint8_t {
   off_engine,  ///< never waits for readiness: `blocking` on the pool (or `aio_prep` on libaio)
 };
 
+/// What an op kind's non-negative result counts, for the bytes-in/bytes-out metrics.
+enum class ByteFlow : std::uint8_t {
+  none,  ///< not bytes (a descriptor, 0, a count of entries)
+  in,    ///< bytes received or read
+  out,   ///< bytes sent or written
+};
+
 /// Everything the backends know about one OpCode. A null facet means the kind has none:
 /// `prep` null: io_uring runs it another way (a multishot SQE, or the pool); `attempt`
 /// null: not a readiness op; `blocking` null: no pool path.
@@ -45,6 +52,8 @@ struct OpKind {
   const char* name = nullptr;
   /// How epoll and kqueue run it.
   ReadinessRoute route = ReadinessRoute::off_engine;
+  /// What its result counts (LiveMetrics' bytes in and out).
+  ByteFlow flow = ByteFlow::none;
   /// io_uring: fill in `sqe` (user_data is set by the backend).
   void (*prep)(io_uring_sqe* sqe, IoOp& op) noexcept = nullptr;
   /// io_uring: turn a CQE's `res` into the op's result; sets `again` when the op must be
@@ -86,12 +95,14 @@ std::int64_t retry_eintr(Call call) noexcept {
 }
 
 namespace ops {
-/// The base of each op struct in io/ops/: which OpCode it describes and how readiness
-/// backends route it. The struct adds the facets it has (OpKind's members, as statics).
-template <OpCode C, ReadinessRoute R>
+/// The base of each op struct in io/ops/: which OpCode it describes, how readiness
+/// backends route it and what its result counts. The struct adds the facets it has
+/// (OpKind's members, as statics).
+template <OpCode C, ReadinessRoute R, ByteFlow F = ByteFlow::none>
 struct OpTraits {
   static constexpr OpCode code = C;
   static constexpr ReadinessRoute route = R;
+  static constexpr ByteFlow flow = F;
 };
 }  // namespace ops
 

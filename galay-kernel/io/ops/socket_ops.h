@@ -33,7 +33,7 @@ struct Connect : OpTraits<OpCode::connect, ReadinessRoute::connect> {
 
 /// recv: len bytes into buf; result: bytes (0 = end of stream). One submission moves at
 /// most kMaxTransfer bytes.
-struct Recv : OpTraits<OpCode::recv, ReadinessRoute::read_side> {
+struct Recv : OpTraits<OpCode::recv, ReadinessRoute::read_side, ByteFlow::in> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };
@@ -41,18 +41,18 @@ struct Recv : OpTraits<OpCode::recv, ReadinessRoute::read_side> {
 /// recv_pooled: buf is the receiver's PooledRecvState; the bytes land in a pool buffer
 /// whose id goes to aux (-1 at end of stream); result: bytes. On readiness backends one
 /// await is one recv into a free buffer; io_uring arms a multishot recv instead (no prep).
-struct RecvPooled : OpTraits<OpCode::recv_pooled, ReadinessRoute::read_side> {
+struct RecvPooled : OpTraits<OpCode::recv_pooled, ReadinessRoute::read_side, ByteFlow::in> {
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };
 
 /// recvmsg: msg (names, iovecs, control) with aux as the flags; result: bytes.
-struct RecvMsg : OpTraits<OpCode::recvmsg, ReadinessRoute::read_side> {
+struct RecvMsg : OpTraits<OpCode::recvmsg, ReadinessRoute::read_side, ByteFlow::in> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };
 
 /// readv: iov/iovcnt; result: bytes.
-struct Readv : OpTraits<OpCode::readv, ReadinessRoute::read_side> {
+struct Readv : OpTraits<OpCode::readv, ReadinessRoute::read_side, ByteFlow::in> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };
@@ -60,14 +60,14 @@ struct Readv : OpTraits<OpCode::readv, ReadinessRoute::read_side> {
 /// send: len bytes from buf, never raising SIGPIPE; with op_all until all are out
 /// (done_bytes counts), else one send's count. op_zero_copy: SEND_ZC on io_uring where the
 /// backend kept the flag (it clears it where the kernel lacks SEND_ZC).
-struct Send : OpTraits<OpCode::send, ReadinessRoute::write_side> {
+struct Send : OpTraits<OpCode::send, ReadinessRoute::write_side, ByteFlow::out> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t on_cqe(IoOp& op, std::int32_t res, bool& again) noexcept;
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };
 
 /// sendmsg: msg, never raising SIGPIPE; result: bytes.
-struct SendMsg : OpTraits<OpCode::sendmsg, ReadinessRoute::write_side> {
+struct SendMsg : OpTraits<OpCode::sendmsg, ReadinessRoute::write_side, ByteFlow::out> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t attempt(IoOp& op, bool& drained) noexcept;
 };

@@ -13,6 +13,7 @@
 #include <bit>
 #include <cstdint>
 
+#include "galay-kernel/io/ops/op_kind.h"
 #include "galay-kernel/runtime/metrics.h"
 
 #ifndef GALAY_KERNEL_METRICS
@@ -46,9 +47,9 @@ class LiveMetrics {
       return;
     }
     bump(o.completed);
-    const int dir = direction(code);
-    if (dir > 0) bump(bytes_in_, static_cast<std::uint64_t>(result));
-    if (dir < 0) bump(bytes_out_, static_cast<std::uint64_t>(result));
+    const ByteFlow flow = op_kind(code).flow;
+    if (flow == ByteFlow::in) bump(bytes_in_, static_cast<std::uint64_t>(result));
+    if (flow == ByteFlow::out) bump(bytes_out_, static_cast<std::uint64_t>(result));
   }
   /// A loop turn of `ns` nanoseconds ended with `ready` coroutines queued and `timers` armed.
   void loop_turn(std::uint64_t ns, std::size_t ready, std::size_t timers) noexcept {
@@ -106,26 +107,6 @@ class LiveMetrics {
   };
   static std::size_t index(OpCode c) noexcept { return static_cast<std::size_t>(c); }
   static std::uint64_t read(const Counter& c) noexcept { return c.load(std::memory_order_relaxed); }
-  // +1: the result is bytes that came in; -1: bytes that went out; 0: not bytes.
-  static int direction(OpCode c) noexcept {
-    switch (c) {
-      case OpCode::recv:
-      case OpCode::readv:
-      case OpCode::recv_pooled:
-      case OpCode::recvmsg:
-      case OpCode::read_at:
-      case OpCode::readv_at:
-        return 1;
-      case OpCode::send:
-      case OpCode::sendmsg:
-      case OpCode::write_at:
-      case OpCode::writev_at:
-        return -1;
-      default:
-        return 0;
-    }
-  }
-
   Ops ops_[kOpCodeCount];
   Counter bytes_in_{0}, bytes_out_{0};
   Counter loop_turns_{0}, loop_turn_ns_{0};
