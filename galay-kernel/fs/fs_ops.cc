@@ -59,7 +59,7 @@ void PathAwaitable::set_second_path(std::string_view second) {
 
 void PathAwaitable::bind() noexcept {
   op_.path = path_.c_str();
-  op_.path_arg = out_ != nullptr ? out_ : static_cast<void*>(const_cast<char*>(path2_.c_str()));
+  if (op_.code == OpCode::renameat) op_.new_path = path2_.c_str();
 }
 
 }  // namespace detail
@@ -75,7 +75,7 @@ PathVoidAwaitable::PathVoidAwaitable(std::string_view from, std::string_view to,
 StatAwaitable::StatAwaitable(int dirfd, std::string_view path, int flags, Timeout timeout)
     : detail::PathAwaitable(OpCode::statx, dirfd, path, timeout) {
   op_.aux = flags;
-  out_ = raw_;
+  op_.stat_buf = raw_;
 }
 
 Expected<FileStat> StatAwaitable::await_resume() const noexcept {
@@ -129,7 +129,7 @@ Expected<File> OpenAwaitable::await_resume() noexcept {
 
 ReadDirAwaitable::ReadDirAwaitable(std::string_view path, Timeout timeout)
     : detail::PathAwaitable(OpCode::read_dir, AT_FDCWD, path, timeout) {
-  out_ = &entries_;
+  op_.dir_entries = &entries_;
 }
 
 Expected<std::vector<DirEntry>> ReadDirAwaitable::await_resume() noexcept {

@@ -83,7 +83,8 @@ struct DirEntry {
 
 namespace detail {
 /// Base of the path awaitables: the IoOp plus the copied path (and a second one for
-/// rename). The op's pointers are set when it starts, after the last possible move.
+/// rename). The paths are pointed at when it starts, after the last possible move;
+/// subclasses point the op at their own buffers when made and when moved.
 class [[nodiscard]] PathAwaitable : public IoAwaitable {
  public:
   /// Op `code` on `path` relative to `dirfd`; a bad path makes it fail without starting.
@@ -100,8 +101,6 @@ class [[nodiscard]] PathAwaitable : public IoAwaitable {
  protected:
   /// Also check and copy `second` (rename's new path).
   void set_second_path(std::string_view second);
-  /// Where msg.msg_name points (set by subclasses that return data).
-  void* out_ = nullptr;
 
  private:
   void bind() noexcept;
@@ -130,7 +129,7 @@ class [[nodiscard]] StatAwaitable : public detail::PathAwaitable {
   /// statx(dirfd, path, flags); see fs::stat_at.
   StatAwaitable(int dirfd, std::string_view path, int flags, Timeout timeout);
   /// Move (only before it starts, like every awaitable); the buffer is this object's own.
-  StatAwaitable(StatAwaitable&& o) noexcept : detail::PathAwaitable(std::move(o)) { out_ = raw_; }
+  StatAwaitable(StatAwaitable&& o) noexcept : detail::PathAwaitable(std::move(o)) { op_.stat_buf = raw_; }
   /// Coroutine protocol: the attributes, or the error.
   Expected<FileStat> await_resume() const noexcept;
 
@@ -155,7 +154,7 @@ class [[nodiscard]] ReadDirAwaitable : public detail::PathAwaitable {
   /// Move (only before it starts, like every awaitable).
   ReadDirAwaitable(ReadDirAwaitable&& o) noexcept
       : detail::PathAwaitable(std::move(o)), entries_(std::move(o.entries_)) {
-    out_ = &entries_;
+    op_.dir_entries = &entries_;
   }
   /// Coroutine protocol: the entries sorted by name, or the error.
   Expected<std::vector<DirEntry>> await_resume() noexcept;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <limits>
 #include <system_error>
+#include <vector>
 
 #include "galay-kernel/common/error.h"
 #include "galay-kernel/common/expected.h"
@@ -27,6 +28,10 @@
 namespace galay {
 
 class Scheduler;
+struct MultishotState;  // io/multishot.h
+namespace fs {
+struct DirEntry;  // fs/fs_ops.h
+}  // namespace fs
 
 namespace detail {
 /// Scheduler::current(), for headers that cannot include scheduler.h.
@@ -66,20 +71,20 @@ enum class OpCode : std::uint8_t {
   fsync,             ///< file: flush data and metadata
   fdatasync,         ///< file: flush data
   fallocate,         ///< file: aux = mode, offset, len
-  recv_pooled,       ///< buf: PooledRecvState*; result: bytes (0 = EOF), aux: buffer id
-  accept_multishot,  ///< buf: AcceptQueueState*; result: new fd (io_uring keeps one multishot accept armed)
+  recv_pooled,       ///< multishot: the PooledRecvState; result: bytes (0 = EOF), aux: buffer id
+  accept_multishot,  ///< multishot: the AcceptQueueState; result: new fd (io_uring keeps one multishot accept armed)
   recvmsg,  ///< msg (msg_name, msg_iov set), aux: recvmsg flags; result: bytes; msg->msg_flags/msg_namelen filled in
   sendmsg,  ///< msg; result: bytes (never raises SIGPIPE); also a stream's gather send (writev)
   // Path operations (fs/fs_ops.h). fd: the directory a relative path starts from (AT_FDCWD,
   // or a directory fd; File::stat passes its own fd with AT_EMPTY_PATH); path: the path, a
-  // NUL-terminated string owned by the awaitable; path_arg: a second pointer, per op.
+  // NUL-terminated string owned by the awaitable.
   openat,    ///< aux: open flags (O_CLOEXEC included), len: mode; result: new fd (op_result_is_fd)
-  statx,     ///< aux: AT_* flags; path_arg: the awaitable's stat buffer; result: 0
-  renameat,  ///< aux: the new path's directory fd; path_arg: the new path; result: 0
+  statx,     ///< aux: AT_* flags; stat_buf: the awaitable's stat buffer; result: 0
+  renameat,  ///< aux: the new path's directory fd; new_path: the new path; result: 0
   unlinkat,  ///< aux: 0 (unlink) or AT_REMOVEDIR (rmdir); result: 0
   mkdirat,   ///< aux: mode; result: 0
   sync_dir,  ///< open the directory O_DIRECTORY, fsync, close (blocking pool on every backend); result: 0
-  read_dir,  ///< path_arg: std::vector<fs::DirEntry>* filled in (blocking pool everywhere); result: entries
+  read_dir,  ///< dir_entries: filled in (blocking pool everywhere); result: entries
 };
 
 /// How many OpCodes there are (read_dir is the last).
@@ -208,12 +213,12 @@ class IoOp final : public Cancellable, private TimerNode {
   // say which), so the slots are shared: an op costs the largest opcode's fields, not the
   // sum of all of them.
   union {
-    void* buf = nullptr;  ///< recv/send/read_at/write_at: the caller's bytes; recv_pooled: PooledRecvState*;
-                          ///< accept_multishot: AcceptQueueState*
-    const iovec* iov;     ///< readv/writev/readv_at/writev_at: the caller's array (must outlive the op)
-    sockaddr* addr;       ///< accept: filled in; connect: read
-    msghdr* msg;          ///< recvmsg/sendmsg: the header, in the awaitable, for as long as the op is in flight
-    const char* path;     ///< path ops: a NUL-terminated path owned by the awaitable
+    void* buf = nullptr;        ///< recv/send/read_at/write_at: the caller's bytes
+    MultishotState* multishot;  ///< recv_pooled: its PooledRecvState; accept_multishot: its AcceptQueueState
+    const iovec* iov;           ///< readv/writev/readv_at/writev_at: the caller's array (must outlive the op)
+    sockaddr* addr;             ///< accept: filled in; connect: read
+    msghdr* msg;                ///< recvmsg/sendmsg: the header, in the awaitable, for as long as the op is in flight
+    const char* path;           ///< path ops: a NUL-terminated path owned by the awaitable
   };
   union {
     std::size_t len = 0;  ///< bytes at `buf`; openat: the mode
@@ -221,9 +226,11 @@ class IoOp final : public Cancellable, private TimerNode {
     socklen_t addrlen;    ///< accept: capacity in, length out; connect: length
   };
   union {
-    std::uint64_t offset = 0;  ///< positioned file I/O: the file offset
-    std::size_t done_bytes;    ///< send with op_all: bytes already sent
-    void* path_arg;            ///< path ops: statx's buffer, renameat's new path, read_dir's vector (see OpCode)
+    std::uint64_t offset = 0;                ///< positioned file I/O: the file offset
+    std::size_t done_bytes;                  ///< send with op_all: bytes already sent
+    const char* new_path;                    ///< renameat: the new path, owned by the awaitable
+    void* stat_buf;                          ///< statx: struct statx on Linux, struct stat elsewhere
+    std::vector<fs::DirEntry>* dir_entries;  ///< read_dir: filled in
   };
 
   // ---- progress and result ----

@@ -24,7 +24,7 @@ PooledDatagram::PooledDatagram(PooledChunk chunk) noexcept : chunk_(std::move(ch
 
 PooledDatagramAwaitable::PooledDatagramAwaitable(PooledRecvState& st, Timeout t) noexcept
     : IoAwaitable(OpCode::recv_pooled, st.fd, t), st_(st) {
-  op_.buf = &st_;
+  op_.multishot = &st_;
   // No room for a payload after the header and the address: refuse before any backend sees it.
   if (st_.pool != nullptr && st_.pool->buffer_size() <= kPooledDatagramPayloadOffset)
     fail_before_submit(std::int64_t{-EINVAL});

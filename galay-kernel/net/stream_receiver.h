@@ -28,13 +28,13 @@ class [[nodiscard]] PooledRecvAwaitable : public IoAwaitable {
  public:
   /// Take the next received chunk of stream `st`, waiting if none is queued.
   PooledRecvAwaitable(PooledRecvState& st, Timeout t) noexcept : IoAwaitable(OpCode::recv_pooled, st.fd, t) {
-    op_.buf = &st;  // the op's buffer slot holds the receiver's state: nothing else to keep
+    op_.multishot = &st;  // the op holds the receiver's state: nothing else to keep
   }
   /// Coroutine protocol: a chunk (empty at EOF), or the error.
   Expected<PooledChunk> await_resume() noexcept {
     if (op_.result < 0) return Unexpected(op_.error());
     if (op_.result == 0) return PooledChunk();
-    return PooledChunk(static_cast<PooledRecvState*>(op_.buf)->pool, static_cast<std::uint16_t>(op_.aux),
+    return PooledChunk(static_cast<PooledRecvState&>(*op_.multishot).pool, static_cast<std::uint16_t>(op_.aux),
                        static_cast<std::uint32_t>(op_.result));
   }
 };

@@ -26,7 +26,7 @@ class [[nodiscard]] MultishotAcceptAwaitable : public IoAwaitable {
  public:
   /// Take the next connection from the acceptor's queue `st`, waiting if it is empty.
   MultishotAcceptAwaitable(AcceptQueueState& st, Timeout t) noexcept : IoAwaitable(OpCode::accept_multishot, st.fd, t) {
-    op_.buf = &st;
+    op_.multishot = &st;
     op_.flags = op_result_is_fd;
   }
   /// Coroutine protocol: the accepted socket, or the error (EMFILE and friends are values).

@@ -49,7 +49,7 @@ bool ReadinessEngine::start(IoOp& op) noexcept {
     return false;
   }
   if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot) {
-    auto& st = *static_cast<MultishotState*>(op.buf);
+    auto& st = *op.multishot;
     if (st.closed) {  // its socket was closed: the number may name another file now
       op.result = -EBADF;
       return false;

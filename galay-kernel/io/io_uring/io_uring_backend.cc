@@ -712,7 +712,7 @@ class IoUringBackend final : public Backend {
   }
 
   bool start_pooled(IoOp& op) noexcept {
-    auto& st = *static_cast<PooledRecvState*>(op.buf);
+    auto& st = static_cast<PooledRecvState&>(*op.multishot);
     if (deliver_now(st, op)) return false;
     st.waiting = &op;
     ++pending_;
@@ -738,8 +738,7 @@ class IoUringBackend final : public Backend {
   }
 
   static MultishotState* multishot_of(IoOp& op) noexcept {
-    if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot)
-      return static_cast<MultishotState*>(op.buf);
+    if (op.code == OpCode::recv_pooled || op.code == OpCode::accept_multishot) return op.multishot;
     return nullptr;
   }
 

@@ -118,26 +118,26 @@ std::int64_t OpenAt::blocking(IoOp& op) noexcept {
 // ---- statx ----
 #if defined(GALAY_HAVE_IO_URING)
 void Statx::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
-  io_uring_prep_statx(sqe, op.fd, op.path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.path_arg));
+  io_uring_prep_statx(sqe, op.fd, op.path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.stat_buf));
 }
 #endif
 std::int64_t Statx::blocking(IoOp& op) noexcept {
 #if defined(__linux__)
   return retry_eintr(
-      [&] { return ::statx(op.fd, op.path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.path_arg)); });
+      [&] { return ::statx(op.fd, op.path, op.aux, STATX_BASIC_STATS, static_cast<struct statx*>(op.stat_buf)); });
 #else
-  return retry_eintr([&] { return ::fstatat(op.fd, op.path, static_cast<struct stat*>(op.path_arg), op.aux); });
+  return retry_eintr([&] { return ::fstatat(op.fd, op.path, static_cast<struct stat*>(op.stat_buf), op.aux); });
 #endif
 }
 
 // ---- renameat ----
 #if defined(GALAY_HAVE_IO_URING)
 void RenameAt::prep(io_uring_sqe* sqe, IoOp& op) noexcept {
-  io_uring_prep_renameat(sqe, op.fd, op.path, op.aux, static_cast<const char*>(op.path_arg), 0);
+  io_uring_prep_renameat(sqe, op.fd, op.path, op.aux, op.new_path, 0);
 }
 #endif
 std::int64_t RenameAt::blocking(IoOp& op) noexcept {
-  return retry_eintr([&] { return ::renameat(op.fd, op.path, op.aux, static_cast<const char*>(op.path_arg)); });
+  return retry_eintr([&] { return ::renameat(op.fd, op.path, op.aux, op.new_path); });
 }
 
 // ---- unlinkat ----
@@ -168,7 +168,7 @@ std::int64_t SyncDir::blocking(IoOp& op) noexcept {
 }
 
 std::int64_t ReadDir::blocking(IoOp& op) noexcept {
-  auto& out = *static_cast<std::vector<fs::DirEntry>*>(op.path_arg);
+  auto& out = *op.dir_entries;
   out.clear();
   return list_dir(op.path, out);
 }

@@ -2,7 +2,8 @@
 /// @file path_ops.h (internal)
 /// The path operations of fs/fs_ops.h, one struct per OpCode. fd is the directory a
 /// relative path starts from (AT_FDCWD, or a directory fd), path the NUL-terminated path
-/// the awaitable owns, path_arg a second pointer per op. io_uring runs the first five as
+/// the awaitable owns; a second pointer, where an op has one, has its own IoOp member
+/// (new_path, stat_buf, dir_entries). io_uring runs the first five as
 /// SQEs where its kernel has them (the backend probes which) and the rest on the
 /// BlockingPool; epoll and kqueue run them all on the pool.
 
@@ -19,14 +20,14 @@ struct OpenAt : OpTraits<OpCode::openat, ReadinessRoute::off_engine> {
   static std::int64_t blocking(IoOp& op) noexcept;
 };
 
-/// statx: aux = AT_* flags, path_arg = the awaitable's buffer (struct statx on Linux,
+/// statx: aux = AT_* flags, stat_buf = the awaitable's buffer (struct statx on Linux,
 /// struct stat from fstatat elsewhere); result 0.
 struct Statx : OpTraits<OpCode::statx, ReadinessRoute::off_engine> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;
 };
 
-/// renameat: aux = the new path's directory fd, path_arg = the new path; result 0.
+/// renameat: aux = the new path's directory fd, new_path = the new path; result 0.
 struct RenameAt : OpTraits<OpCode::renameat, ReadinessRoute::off_engine> {
   static void prep(io_uring_sqe* sqe, IoOp& op) noexcept;
   static std::int64_t blocking(IoOp& op) noexcept;
@@ -50,7 +51,7 @@ struct SyncDir : OpTraits<OpCode::sync_dir, ReadinessRoute::off_engine> {
   static std::int64_t blocking(IoOp& op) noexcept;
 };
 
-/// read_dir: path_arg = std::vector<fs::DirEntry>* filled in ("." and ".." left out; the
+/// read_dir: dir_entries = the awaitable's vector, filled in ("." and ".." left out; the
 /// pool everywhere); result: the number of entries.
 struct ReadDir : OpTraits<OpCode::read_dir, ReadinessRoute::off_engine> {
   static std::int64_t blocking(IoOp& op) noexcept;

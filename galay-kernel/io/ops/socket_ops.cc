@@ -145,7 +145,7 @@ std::int64_t Recv::attempt(IoOp& op, bool& drained) noexcept {
 
 // ---- recv into a pool buffer ----
 std::int64_t RecvPooled::attempt(IoOp& op, bool& drained) noexcept {
-  auto& st = *static_cast<PooledRecvState*>(op.buf);
+  auto& st = static_cast<PooledRecvState&>(*op.multishot);
   if (st.held >= st.max_held) {
     // Its share of the pool is used up: wait (parked) until its caller drops chunks; the
     // data stays in the socket, so TCP pushes back on the peer.
